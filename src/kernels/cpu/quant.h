@@ -1,0 +1,31 @@
+// Per-storage-type kernels: the "traits table" of the design. One row per DType:
+//   to_float   : n elements (a multiple of the block size) of blocks -> f32
+//   from_float : f32 -> blocks (round-to-nearest with the standard per-block scale search)
+//   vec_dot    : dot product of one weight row (blocks of `type`) with one activation row already
+//                converted to `vec_dot_type` (e.g. Q4_0 rows dot Q8_0 activations, k-quants dot
+//                Q8_K, F16 dot F16, F32 dot F32), n elements.
+// Block layouts are bit-compatible with ggml/GGUF files written by other tools.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace brisk::kernels {
+
+using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);
+using FromFloatFn = void (*)(const float* src, void* dst, int64_t n);
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+
+struct QuantKernels {
+  DType type;
+  ToFloatFn to_float;
+  FromFloatFn from_float;
+  VecDotFn vec_dot;
+  DType vec_dot_type;
+};
+
+// Throws brisk::Error for a type without kernels (e.g. i32).
+const QuantKernels& quant_kernels(DType t);
+bool has_quant_kernels(DType t);
+
+}  // namespace brisk::kernels
