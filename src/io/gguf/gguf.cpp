@@ -314,7 +314,12 @@ void GgufFile::parse_all(const uint8_t* data, size_t size) {
   }
 
   if (const Value* a = find("general.alignment")) {
-    int64_t al = a->as_int("general.alignment");
+    int64_t al = 0;
+    try {
+      al = a->as_int("general.alignment");
+    } catch (const Error& e) {
+      fail(path_, ": ", e.what());  // as_int does not know the file name
+    }
     if (al <= 0 || al > (1 << 20) || (al & (al - 1)) != 0)
       fail(path_, ": general.alignment ", al, " is not a power of two in [1, 2^20]");
     alignment_ = static_cast<uint64_t>(al);

@@ -1,0 +1,54 @@
+# brisk — the two commands a newcomer needs:
+#   make run    install missing Debian packages, build (Release), run the default model
+#   make test   install, build, run the whole suite (Release+assertions, ASan+UBSan, fuzz smoke)
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CMAKE_GEN := -G Ninja
+BRISK_TESTDATA ?= $(abspath ../shared/testdata)
+export BRISK_TESTDATA
+DEFAULT_MODEL := $(BUILD)/default-model.gguf
+PROMPT ?= Once upon a time
+
+.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# Until brisk trains its own default model (a later issue), the default model is a small
+# random-weight llama written by `brisk synth`: the text it prints is noise.
+$(DEFAULT_MODEL): | build
+	@./$(BUILD)/brisk synth --preset tiny --type q8_0 -o $(DEFAULT_MODEL)
+
+run: build $(DEFAULT_MODEL)
+	@echo "NOTE: the default model has random weights (no trained model yet): its text is noise."
+	@./$(BUILD)/brisk run -m $(DEFAULT_MODEL) -p "$(PROMPT)" -n 48 --seed 1
+
+test: test-release test-asan fuzz-smoke
+
+test-release: build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: setup
+	@cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DBRISK_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j$(JOBS)
+
+# libFuzzer targets for every parser, a short run each under ASan (clang).
+fuzz-smoke: setup
+	@cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DBRISK_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	@cd build-fuzz && ctest --output-on-failure
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -1,0 +1,252 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/cpu/quant.h"
+
+namespace brisk::model {
+
+// ---- InferenceState -------------------------------------------------------------------------
+
+InferenceState::InferenceState(const HParams& hp, int64_t n_ctx) : n_ctx_(n_ctx) {
+  check(n_ctx > 0 && n_ctx <= (int64_t{1} << 24), "context size ", n_ctx, " is out of range");
+  const size_t per_layer = static_cast<size_t>(n_ctx * hp.kv_dim());
+  k_.assign(static_cast<size_t>(hp.n_layer), std::vector<float>(per_layer));
+  v_.assign(static_cast<size_t>(hp.n_layer), std::vector<float>(per_layer));
+}
+
+// ---- loading --------------------------------------------------------------------------------
+
+namespace {
+
+struct Loader {
+  const io::ModelFile& f;
+  const ArchSpec& a;
+  uint64_t n_params = 0, bytes = 0;
+
+  const gguf::TensorInfo* find(TensorRole role, int layer) const {
+    return f.find_tensor(tensor_name(a, role, layer));
+  }
+  const gguf::TensorInfo& require(TensorRole role, int layer) const {
+    const gguf::TensorInfo* t = find(role, layer);
+    if (!t) fail(f.path, ": missing tensor '", tensor_name(a, role, layer), "'");
+    return *t;
+  }
+  void count(const gguf::TensorInfo& t) {
+    n_params += static_cast<uint64_t>(t.n_elements());
+    bytes += t.nbytes;
+  }
+  ops::WeightView matrix(const gguf::TensorInfo& t, int64_t n_in, int64_t n_out) {
+    if (t.shape.size() != 2 || t.shape[0] != n_in || t.shape[1] != n_out)
+      fail(f.path, ": tensor '", t.name, "' has shape ", shape_str(t), ", expected [", n_in, ", ",
+           n_out, "]");
+    if (!kernels::has_quant_kernels(t.type) || !dtype_layout(t.type).storage)
+      fail(f.path, ": tensor '", t.name, "' has unsupported type ", dtype_name(t.type));
+    count(t);
+    return ops::WeightView{t.type, n_in, n_out, t.data, t.name.c_str()};
+  }
+  ops::WeightView matrix(TensorRole role, int layer, int64_t n_in, int64_t n_out) {
+    return matrix(require(role, layer), n_in, n_out);
+  }
+  std::vector<float> vec(const gguf::TensorInfo& t, int64_t n) {
+    if (t.n_elements() != n || t.shape[0] != n)
+      fail(f.path, ": tensor '", t.name, "' has shape ", shape_str(t), ", expected [", n, "]");
+    if (!kernels::has_quant_kernels(t.type))
+      fail(f.path, ": tensor '", t.name, "' has unsupported type ", dtype_name(t.type));
+    count(t);
+    std::vector<float> out(static_cast<size_t>(n));
+    kernels::quant_kernels(t.type).to_float(t.data, out.data(), n);
+    return out;
+  }
+  std::vector<float> vec(TensorRole role, int layer, int64_t n) { return vec(require(role, layer), n); }
+  static std::string shape_str(const gguf::TensorInfo& t) {
+    std::string s = "[";
+    for (size_t i = 0; i < t.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+    return s + "]";
+  }
+};
+
+ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelFile& f) {
+  ops::RopeConfig r;
+  r.n_dims = static_cast<int>(hp.rope_dims);
+  r.head_dim = static_cast<int>(hp.head_dim);
+  r.base = hp.rope_base;
+  r.layout = a.rope_layout;
+  switch (hp.rope_scaling) {
+    case RopeScalingType::None: break;
+    case RopeScalingType::Linear: r.freq_scale = 1.0f / hp.rope_factor; break;
+    case RopeScalingType::Yarn:
+      r.freq_scale = 1.0f / hp.rope_factor;
+      r.ext_factor = 1.0f;
+      r.attn_factor = hp.rope_attn_factor;
+      r.beta_fast = hp.yarn_beta_fast;
+      r.beta_slow = hp.yarn_beta_slow;
+      r.n_ctx_orig = static_cast<int>(hp.rope_ctx_orig);
+      break;
+    case RopeScalingType::Llama3:
+      r.freq_factors = ops::llama3_freq_factors(r.n_dims, r.base, hp.rope_factor, hp.llama3_low_freq,
+                                                hp.llama3_high_freq, static_cast<int>(hp.rope_ctx_orig));
+      break;
+  }
+  (void)f;
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(io::ModelFile file) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::move(file);
+  const io::ModelFile& f = m->file_;
+  const gguf::Value* av = f.find("general.architecture");
+  if (!av) fail(f.path, ": missing metadata 'general.architecture' (is this a model file?)");
+  const std::string& arch_name = av->as_string("general.architecture");
+  m->arch_ = find_arch(arch_name);
+  if (!m->arch_)
+    fail(f.path, ": unsupported architecture '", arch_name, "' (supported: ", supported_arch_list(), ")");
+  const ArchSpec& a = *m->arch_;
+  HParams& hp = m->hp_;
+  hp = read_hparams(f, arch_name);
+
+  Loader ld{f, a};
+  const gguf::TensorInfo& embd = ld.require(TensorRole::TokenEmbd, -1);
+  if (embd.shape.size() != 2)
+    fail(f.path, ": tensor 'token_embd.weight' must be 2-D, has ", embd.shape.size(), " dims");
+  if (hp.n_vocab != 0 && hp.n_vocab != embd.shape[1])
+    fail(f.path, ": vocab_size ", hp.n_vocab, " disagrees with token_embd rows ", embd.shape[1]);
+  hp.n_vocab = embd.shape[1];
+  m->tok_embd_ = ld.matrix(embd, hp.n_embd, hp.n_vocab);
+  m->output_norm_ = ld.vec(TensorRole::OutputNorm, -1, hp.n_embd);
+  if (const gguf::TensorInfo* out = ld.find(TensorRole::Output, -1))
+    m->output_ = ld.matrix(*out, hp.n_embd, hp.n_vocab);
+  else
+    m->output_ = m->tok_embd_;  // tied embeddings
+
+  m->rope_ = make_rope(hp, a, f);
+  if (const gguf::TensorInfo* rf = ld.find(TensorRole::RopeFreqs, -1))
+    m->rope_.freq_factors = ld.vec(*rf, hp.rope_dims / 2);
+
+  m->layers_.resize(static_cast<size_t>(hp.n_layer));
+  for (int l = 0; l < hp.n_layer; ++l) {
+    LayerWeights& w = m->layers_[static_cast<size_t>(l)];
+    w.attn_norm = ld.vec(TensorRole::AttnNorm, l, hp.n_embd);
+    w.wq = ld.matrix(TensorRole::AttnQ, l, hp.n_embd, hp.q_dim());
+    w.wk = ld.matrix(TensorRole::AttnK, l, hp.n_embd, hp.kv_dim());
+    w.wv = ld.matrix(TensorRole::AttnV, l, hp.n_embd, hp.kv_dim());
+    w.wo = ld.matrix(TensorRole::AttnOut, l, hp.q_dim(), hp.n_embd);
+    const TensorRole bias_roles[3] = {TensorRole::AttnQBias, TensorRole::AttnKBias, TensorRole::AttnVBias};
+    std::vector<float>* biases[3] = {&w.bq, &w.bk, &w.bv};
+    const int64_t bias_n[3] = {hp.q_dim(), hp.kv_dim(), hp.kv_dim()};
+    for (int i = 0; i < 3; ++i) {
+      const gguf::TensorInfo* b = a.qkv_bias ? &ld.require(bias_roles[i], l) : ld.find(bias_roles[i], l);
+      if (b) *biases[i] = ld.vec(*b, bias_n[i]);
+    }
+    w.ffn_norm = ld.vec(TensorRole::FfnNorm, l, hp.n_embd);
+    w.gate = ld.matrix(TensorRole::FfnGate, l, hp.n_embd, hp.n_ff);
+    w.up = ld.matrix(TensorRole::FfnUp, l, hp.n_embd, hp.n_ff);
+    w.down = ld.matrix(TensorRole::FfnDown, l, hp.n_ff, hp.n_embd);
+  }
+  m->n_params_ = ld.n_params;
+  m->weight_bytes_ = ld.bytes;
+  return m;
+}
+
+// ---- forward --------------------------------------------------------------------------------
+
+namespace {
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+}  // namespace
+
+void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
+  const HParams& hp = c.model.hparams();
+  InferenceState& st = c.st;
+  const int64_t T = c.T;
+  float* x = st.x.data();
+  float* h = sized(st.h, T * hp.n_embd);
+  float* q = sized(st.q, T * hp.q_dim());
+  float* k = sized(st.kc, T * hp.kv_dim());
+  float* v = sized(st.vc, T * hp.kv_dim());
+  float* att = sized(st.attn, T * hp.q_dim());
+  float* o = sized(st.o, T * hp.n_embd);
+
+  ops::rms_norm(x, w.attn_norm.data(), T, hp.n_embd, hp.rms_eps, h);
+  ops::linear(h, T, w.wq, w.bq.empty() ? nullptr : w.bq.data(), q, st.lin, c.pool);
+  ops::linear(h, T, w.wk, w.bk.empty() ? nullptr : w.bk.data(), k, st.lin, c.pool);
+  ops::linear(h, T, w.wv, w.bv.empty() ? nullptr : w.bv.data(), v, st.lin, c.pool);
+
+  // RoPE per token, then append K/V at their positions.
+  const ops::RopeConfig& rope = c.model.rope();
+  const int64_t half = rope.n_dims / 2;
+  float* cs = sized(st.cos, T * half);
+  float* sn = sized(st.sin, T * half);
+  float* kcache = st.k(layer);
+  float* vcache = st.v(layer);
+  for (int64_t t = 0; t < T; ++t) {
+    ops::rope_angles(rope, c.pos0 + t, cs + t * half, sn + t * half);
+    ops::rope_apply(rope, cs + t * half, sn + t * half, q + t * hp.q_dim(), static_cast<int>(hp.n_head));
+    ops::rope_apply(rope, cs + t * half, sn + t * half, k + t * hp.kv_dim(), static_cast<int>(hp.n_head_kv));
+  }
+  std::copy(k, k + T * hp.kv_dim(), kcache + c.pos0 * hp.kv_dim());
+  std::copy(v, v + T * hp.kv_dim(), vcache + c.pos0 * hp.kv_dim());
+
+  ops::AttentionShape s;
+  s.n_head = static_cast<int>(hp.n_head);
+  s.n_head_kv = static_cast<int>(hp.n_head_kv);
+  s.head_dim = static_cast<int>(hp.head_dim);
+  s.sliding_window = static_cast<int>(hp.sliding_window);
+  s.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+  ops::attention(q, T, c.pos0, kcache, vcache, s, att, st.attn_scratch, c.pool);
+
+  ops::linear(att, T, w.wo, nullptr, o, st.lin, c.pool);
+  ops::add_inplace(x, o, T * hp.n_embd);
+}
+
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
+  const HParams& hp = c.model.hparams();
+  InferenceState& st = c.st;
+  const int64_t T = c.T;
+  float* x = st.x.data();
+  float* h = sized(st.h, T * hp.n_embd);
+  float* g = sized(st.gate, T * hp.n_ff);
+  float* u = sized(st.up, T * hp.n_ff);
+  float* o = sized(st.o, T * hp.n_embd);
+  ops::rms_norm(x, w.ffn_norm.data(), T, hp.n_embd, hp.rms_eps, h);
+  ops::linear(h, T, w.gate, nullptr, g, st.lin, c.pool);
+  ops::linear(h, T, w.up, nullptr, u, st.lin, c.pool);
+  ops::swiglu(g, u, T * hp.n_ff);
+  ops::linear(g, T, w.down, nullptr, o, st.lin, c.pool);
+  ops::add_inplace(x, o, T * hp.n_embd);
+}
+
+void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,
+                    bool all_logits, ThreadPool& pool) const {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  check(T > 0, "forward: empty batch");
+  const int64_t pos0 = st.n_past;
+  if (pos0 + T > st.n_ctx())
+    fail("context full: ", pos0, " + ", T, " tokens exceed the context size ", st.n_ctx());
+  for (int32_t id : tokens)
+    if (id < 0 || id >= hp_.n_vocab) fail("token id ", id, " out of range [0, ", hp_.n_vocab, ")");
+
+  float* x = sized(st.x, T * hp_.n_embd);
+  for (int64_t t = 0; t < T; ++t) ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
+
+  BlockContext c{*this, st, pool, T, pos0};
+  for (int l = 0; l < hp_.n_layer; ++l) arch_->block(c, l);
+
+  // Only the rows whose logits are wanted go through the final norm and the (large) output matmul.
+  const int64_t first = all_logits ? 0 : T - 1;
+  const int64_t n_out = T - first;
+  float* h = sized(st.h, T * hp_.n_embd);
+  ops::rms_norm(x + first * hp_.n_embd, output_norm_.data(), n_out, hp_.n_embd, hp_.rms_eps, h);
+  logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
+  ops::linear(h, n_out, output_, nullptr, logits.data(), st.lin, pool);
+  st.n_past = pos0 + T;
+}
+
+}  // namespace brisk::model

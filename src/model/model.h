@@ -1,0 +1,96 @@
+// A loaded decoder-only transformer: hyperparameters, the architecture's spec, and weight views
+// into the model file (no copies for matrices; norms and biases are converted to f32 once).
+//
+// forward() runs a batch of T tokens of one sequence at positions [state.n_past, +T), appends
+// their K/V to the state's cache, and returns logits. Prefilling a prompt at once and feeding it
+// token by token give the same logits (tested).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "io/model_file.h"
+#include "model/arch.h"
+#include "model/hparams.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+#include "ops/rope.h"
+
+namespace brisk::model {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // (n_embd)
+  ops::WeightView wq, wk, wv, wo;          // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
+  std::vector<float> bq, bk, bv;           // empty when the architecture has no QKV bias
+  ops::WeightView gate, up, down;          // (n_ff, n_embd) x2, (n_embd, n_ff)
+};
+
+// Per-sequence state: the KV cache (f32, (n_ctx, kv_dim) per layer) and reusable activation
+// buffers, so the decode loop does not allocate.
+class InferenceState {
+ public:
+  InferenceState(const HParams& hp, int64_t n_ctx);
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_past = 0;  // positions [0, n_past) are in the cache
+  void clear() { n_past = 0; }
+  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data(); }
+  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data(); }
+
+  // Scratch, sized on demand for a batch of T tokens.
+  std::vector<float> x, h, q, kc, vc, attn, o, gate, up, cos, sin;
+  std::vector<float> attn_scratch;
+  ops::LinearScratch lin;
+
+ private:
+  int64_t n_ctx_;
+  std::vector<std::vector<float>> k_, v_;
+};
+
+class Model {
+ public:
+  // Validates architecture, hyperparameters, tensor presence, types and shapes; throws
+  // brisk::Error naming the file and the tensor or key at fault.
+  static std::unique_ptr<Model> load(io::ModelFile file);
+
+  const HParams& hparams() const { return hp_; }
+  const ArchSpec& arch() const { return *arch_; }
+  const io::ModelFile& file() const { return file_; }
+  int64_t n_vocab() const { return hp_.n_vocab; }
+  const LayerWeights& layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
+  const ops::RopeConfig& rope() const { return rope_; }
+  uint64_t n_params() const { return n_params_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+
+  // logits: (T, n_vocab) if all_logits, else (1, n_vocab) for the last token.
+  void forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,
+               bool all_logits, ThreadPool& pool) const;
+
+ private:
+  Model() = default;
+  io::ModelFile file_;
+  HParams hp_;
+  const ArchSpec* arch_ = nullptr;
+  ops::RopeConfig rope_;
+  ops::WeightView tok_embd_, output_;
+  std::vector<float> output_norm_;
+  std::vector<LayerWeights> layers_;
+  uint64_t n_params_ = 0, weight_bytes_ = 0;
+};
+
+// What an architecture's block function sees: the residual stream x (T, n_embd) to update in
+// place, the layer's weights, the state (cache + scratch) and the pool.
+struct BlockContext {
+  const Model& model;
+  InferenceState& st;
+  ThreadPool& pool;
+  int64_t T;
+  int64_t pos0;
+};
+
+// Shared layers used by the architecture files.
+void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer);
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& w);
+
+}  // namespace brisk::model

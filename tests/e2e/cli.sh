@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# End-to-end checks of the brisk CLI: --help everywhere, exit code 2 with a one-line error on bad
+# usage and bad input, and the synth -> inspect -> tokenize -> logits -> run -> convert flow.
+# usage: cli.sh BRISK TESTDATA TESTS_DATA_DIR
+set -u
+BRISK=$1
+DATA=$2
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+passes=0
+ok() { passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect CODE DESCRIPTION -- CMD...: runs CMD, checks the exit code; for code 2 also checks that
+# stderr has exactly one line starting with "error:" (two when CLI11 adds its usage hint).
+expect() {
+  local want=$1 desc=$2
+  shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"
+  local got=$?
+  if [ "$got" != "$want" ]; then
+    bad "$desc: exit $got, want $want; stderr: $(head -c 300 "$TMP/err")"
+    return
+  fi
+  if [ "$want" = 2 ]; then
+    if ! head -1 "$TMP/err" | grep -q '^error: '; then
+      bad "$desc: stderr does not start with 'error:': $(head -c 300 "$TMP/err")"
+      return
+    fi
+    local lines
+    lines=$(grep -vc '^(run with --help' "$TMP/err")
+    if [ "$lines" != 1 ]; then bad "$desc: $lines error lines: $(cat "$TMP/err")"; return; fi
+  fi
+  ok
+}
+
+# --help on every subcommand
+expect 0 "help" -- "$BRISK" --help
+for c in run inspect tokenize logits synth convert; do
+  expect 0 "$c --help" -- "$BRISK" "$c" --help
+  grep -q "Usage\|Options" "$TMP/out" || bad "$c --help printed no usage"
+done
+
+# bad usage
+expect 2 "no subcommand" -- "$BRISK"
+expect 2 "unknown subcommand" -- "$BRISK" frobnicate
+expect 2 "unknown flag" -- "$BRISK" run --no-such-flag
+expect 2 "missing model" -- "$BRISK" run -p hi
+expect 2 "bad number" -- "$BRISK" run -m x -n lots
+
+# bad input files
+printf 'GGUF\x03\x00\x00\x00' >"$TMP/trunc.gguf"
+head -c 5000 "$DATA/models/tiny-llama-Q4_0.gguf" >"$TMP/cut.gguf"
+head -c 1000 "$DATA/models/stories260K.llama2c.bin" >"$TMP/cut.bin"
+echo "not a model" >"$TMP/text.gguf"
+expect 2 "missing file" -- "$BRISK" inspect "$TMP/nope.gguf"
+expect 2 "truncated header" -- "$BRISK" inspect "$TMP/trunc.gguf"
+expect 2 "truncated tensors" -- "$BRISK" run -m "$TMP/cut.gguf" -p hi -n 1
+expect 2 "text file" -- "$BRISK" inspect "$TMP/text.gguf"
+expect 2 "truncated llama2c" -- "$BRISK" inspect "$TMP/cut.bin"
+expect 2 "vocab-only model cannot run" -- "$BRISK" run -m "$DATA/tokenizer/ggml-vocab-gpt-2.gguf" -p hi -n 1
+expect 2 "bad type" -- "$BRISK" synth --type q9_9 -o "$TMP/x.gguf"
+expect 2 "bad preset" -- "$BRISK" synth --preset gpt-17 -o "$TMP/x.gguf"
+expect 2 "bad token id" -- "$BRISK" logits -m "$DATA/models/stories260K.gguf" --tokens "1 99999" -o "$TMP/l.f32"
+expect 2 "bad token text" -- "$BRISK" logits -m "$DATA/models/stories260K.gguf" --tokens "1 x" -o "$TMP/l.f32"
+expect 2 "bad sampling" -- "$BRISK" run -m "$DATA/models/stories260K.gguf" -p hi -n 2 --top-p 7
+expect 2 "unknown chat template" -- "$BRISK" run -m "$DATA/models/stories260K.gguf" -p hi -n 2 --chat --chat-template nope
+[ -e "$TMP/x.gguf" ] && bad "a failed synth left an output file"
+
+# the working flow
+expect 0 "synth" -- "$BRISK" synth --preset tiny --type q4_0 --vocab-from "$DATA/tokenizer/ggml-vocab-llama-spm.gguf" -o "$TMP/m.gguf" -t 2
+expect 0 "inspect" -- "$BRISK" inspect "$TMP/m.gguf"
+grep -q "blk.0.attn_q.weight" "$TMP/out" || bad "inspect lists no tensors"
+expect 0 "inspect --json" -- "$BRISK" inspect --json "$TMP/m.gguf"
+grep -q '"architecture": "llama"' "$TMP/out" || bad "inspect --json lacks the architecture"
+expect 0 "tokenize vocab-only" -- "$BRISK" tokenize -m "$DATA/tokenizer/ggml-vocab-llama-spm.gguf" -p "Hello world"
+[ "$(cat "$TMP/out")" = "1 15043 3186" ] || bad "tokenize printed '$(cat "$TMP/out")'"
+expect 0 "logits" -- "$BRISK" logits -m "$TMP/m.gguf" -p "Hello world" -o "$TMP/l.f32" -t 2
+[ "$(stat -c %s "$TMP/l.f32")" = $((3 * 32000 * 4)) ] || bad "logits file has the wrong size"
+expect 0 "run" -- "$BRISK" run -m "$TMP/m.gguf" -p "Hello" -n 8 --seed 3 -t 2
+grep -q "generation:" "$TMP/err" || bad "run printed no speed line"
+cp "$TMP/out" "$TMP/out1"
+expect 0 "run again" -- "$BRISK" run -m "$TMP/m.gguf" -p "Hello" -n 8 --seed 3 -t 1
+cmp -s "$TMP/out" "$TMP/out1" || bad "same seed gave different text"
+expect 0 "convert llama2c" -- "$BRISK" convert "$DATA/models/stories260K.llama2c.bin" "$TMP/s.gguf" --vocab-from "$DATA/models/stories260K.gguf"
+expect 0 "convert type" -- "$BRISK" convert "$TMP/s.gguf" "$TMP/s8.gguf" --type q8_0
+expect 0 "run converted" -- "$BRISK" run -m "$TMP/s8.gguf" -p "Once" -n 4 --temp 0
+
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]

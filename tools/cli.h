@@ -1,0 +1,43 @@
+// Shared pieces of the brisk CLI: exit codes, model/tokenizer loading, small parsers.
+// Every subcommand registers itself with add_<name>_command(app) and runs through run_guarded,
+// which turns brisk::Error (bad input) into "error: <message>" and exit code 2.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/model_file.h"
+#include "io/tokenizer/tokenizer.h"
+#include "model/model.h"
+
+namespace brisk::cli {
+
+constexpr int kExitBadInput = 2;
+
+struct Loaded {
+  std::unique_ptr<model::Model> model;             // null when loaded for tokenization only
+  std::shared_ptr<const tok::Tokenizer> tokenizer;  // null when the file has no tokenizer
+};
+
+// Loads a model file (any format). with_weights = false accepts vocab-only files.
+Loaded load(const std::string& path, bool with_weights, const std::string& vocab_from = {});
+
+// "1 2 3" or "1,2,3" -> ids; throws brisk::Error on anything else.
+std::vector<int32_t> parse_token_list(const std::string& s);
+std::string read_file_text(const std::string& path);
+int default_threads();
+
+// Each command's callback sets this when it completes; main() returns it.
+int& exit_code();
+
+void add_run_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+
+}  // namespace brisk::cli
