@@ -81,7 +81,7 @@ TEST(QuantTable, RowsAndActivationTypesMirrorGgml) {
   }
   EXPECT_EQ(quant_kernels(DType::F32).vec_dot_type, DType::F32);
   EXPECT_EQ(quant_kernels(DType::F16).vec_dot_type, DType::F16);
-  EXPECT_EQ(quant_kernels(DType::BF16).vec_dot_type, DType::BF16);
+  EXPECT_EQ(quant_kernels(DType::BF16).vec_dot_type, DType::F32);  // bf16 weights dot f32 activations (quant_float.cpp)
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_0);
   for (DType t : {DType::Q4_1, DType::Q5_1}) EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_1);
   for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})

@@ -1,6 +1,7 @@
 // The quant-type traits table: one row per DType with kernels, and the shared packing helpers.
 // The vec_dot_type column mirrors ggml's CPU backend so that dots round their activations the
-// same way (F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, k-quants -> Q8_K).
+// same way (F16 -> F16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, k-quants -> Q8_K), except BF16,
+// which dots f32 activations (see quant_float.cpp).
 #include <array>
 
 #include "core/error.h"
@@ -13,7 +14,7 @@ namespace {
 constexpr std::array<QuantKernels, 15> kTable{{
     {DType::F32, f32_to_float, f32_from_float, f32_vec_dot, DType::F32},
     {DType::F16, f16_to_float, f16_from_float, f16_vec_dot, DType::F16},
-    {DType::BF16, bf16_to_float, bf16_from_float, bf16_vec_dot, DType::BF16},
+    {DType::BF16, bf16_to_float, bf16_from_float, bf16_vec_dot, DType::F32},
     {DType::Q4_0, q4_0_to_float, q4_0_from_float, q4_0_vec_dot, DType::Q8_0},
     {DType::Q4_1, q4_1_to_float, q4_1_from_float, q4_1_vec_dot, DType::Q8_1},
     {DType::Q5_0, q5_0_to_float, q5_0_from_float, q5_0_vec_dot, DType::Q8_0},
