@@ -18,7 +18,8 @@ Loaded load(const std::string& path, bool with_weights, const std::string& vocab
   opts.vocab_from = vocab_from;
   io::ModelFile mf = io::load_model_file(path, opts);
   Loaded l;
-  if (mf.find("tokenizer.ggml.tokens")) l.tokenizer = tok::Tokenizer::from_metadata(mf.metadata, path);
+  if (mf.find("tokenizer.ggml.tokens"))
+    l.tokenizer = tok::Tokenizer::from_metadata(mf.metadata, path);
   if (with_weights) {
     l.model = model::Model::load(std::move(mf));
     if (l.tokenizer && l.tokenizer->n_vocab() > l.model->n_vocab())

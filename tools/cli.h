@@ -18,7 +18,7 @@ namespace brisk::cli {
 constexpr int kExitBadInput = 2;
 
 struct Loaded {
-  std::unique_ptr<model::Model> model;             // null when loaded for tokenization only
+  std::unique_ptr<model::Model> model;              // null when loaded for tokenization only
   std::shared_ptr<const tok::Tokenizer> tokenizer;  // null when the file has no tokenizer
 };
 

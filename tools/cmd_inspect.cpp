@@ -35,13 +35,19 @@ void inspect(const std::string& path, const std::string& vocab_from, bool json, 
     if (const gguf::Value* n = mf.find("general.name")) j["name"] = n->as_string("general.name");
     if (!mf.tensors.empty()) {
       model::HParams h = model::read_hparams(mf, a);
-      j["hparams"] = {{"n_embd", h.n_embd},         {"n_layer", h.n_layer},
-                      {"n_ff", h.n_ff},             {"n_head", h.n_head},
-                      {"n_head_kv", h.n_head_kv},   {"head_dim", h.head_dim},
-                      {"n_ctx_train", h.n_ctx_train}, {"rms_eps", h.rms_eps},
-                      {"rope_base", h.rope_base},   {"rope_dims", h.rope_dims},
+      j["hparams"] = {{"n_embd", h.n_embd},
+                      {"n_layer", h.n_layer},
+                      {"n_ff", h.n_ff},
+                      {"n_head", h.n_head},
+                      {"n_head_kv", h.n_head_kv},
+                      {"head_dim", h.head_dim},
+                      {"n_ctx_train", h.n_ctx_train},
+                      {"rms_eps", h.rms_eps},
+                      {"rope_base", h.rope_base},
+                      {"rope_dims", h.rope_dims},
                       {"rope_scaling", model::rope_scaling_name(h.rope_scaling)},
-                      {"rope_factor", h.rope_factor}, {"sliding_window", h.sliding_window}};
+                      {"rope_factor", h.rope_factor},
+                      {"sliding_window", h.sliding_window}};
     }
   }
   if (mf.find("tokenizer.ggml.tokens")) {
@@ -66,7 +72,8 @@ void inspect(const std::string& path, const std::string& vocab_from, bool json, 
   j["n_bytes"] = n_bytes;
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
   for (const auto& t : mf.tensors)
-    tensors.push_back({{"name", t.name}, {"type", dtype_name(t.type)}, {"shape", t.shape}, {"bytes", t.nbytes}});
+    tensors.push_back(
+        {{"name", t.name}, {"type", dtype_name(t.type)}, {"shape", t.shape}, {"bytes", t.nbytes}});
   j["tensors"] = tensors;
   if (show_meta || json) {
     nlohmann::ordered_json meta;
@@ -79,24 +86,30 @@ void inspect(const std::string& path, const std::string& vocab_from, bool json, 
     return;
   }
   std::printf("file:         %s (%s)\n", path.c_str(), mf.format.c_str());
-  if (j.contains("architecture")) std::printf("architecture: %s\n", j["architecture"].get<std::string>().c_str());
+  if (j.contains("architecture"))
+    std::printf("architecture: %s\n", j["architecture"].get<std::string>().c_str());
   if (j.contains("name")) std::printf("name:         %s\n", j["name"].get<std::string>().c_str());
   if (j.contains("hparams"))
-    for (auto& [k, v] : j["hparams"].items()) std::printf("  %-14s %s\n", k.c_str(), v.dump().c_str());
+    for (auto& [k, v] : j["hparams"].items())
+      std::printf("  %-14s %s\n", k.c_str(), v.dump().c_str());
   if (j.contains("tokenizer")) {
     std::printf("tokenizer:\n");
-    for (auto& [k, v] : j["tokenizer"].items()) std::printf("  %-14s %s\n", k.c_str(), v.dump().c_str());
+    for (auto& [k, v] : j["tokenizer"].items())
+      std::printf("  %-14s %s\n", k.c_str(), v.dump().c_str());
   }
   if (show_meta) {
     std::printf("metadata:\n");
-    for (const auto& [k, v] : mf.metadata) std::printf("  %-44s %s\n", k.c_str(), v.to_display().c_str());
+    for (const auto& [k, v] : mf.metadata)
+      std::printf("  %-44s %s\n", k.c_str(), v.to_display().c_str());
   }
   std::printf("tensors: %zu\n", mf.tensors.size());
   std::printf("  %-36s %-6s %-16s %12s\n", "name", "type", "shape", "bytes");
   for (const auto& t : mf.tensors)
-    std::printf("  %-36s %-6s %-16s %12zu\n", t.name.c_str(), dtype_name(t.type), shape_str(t.shape).c_str(), t.nbytes);
-  std::printf("parameters: %llu (%.2f M), %.2f MiB of tensor data\n", static_cast<unsigned long long>(n_params),
-              static_cast<double>(n_params) / 1e6, static_cast<double>(n_bytes) / (1024.0 * 1024.0));
+    std::printf("  %-36s %-6s %-16s %12zu\n", t.name.c_str(), dtype_name(t.type),
+                shape_str(t.shape).c_str(), t.nbytes);
+  std::printf("parameters: %llu (%.2f M), %.2f MiB of tensor data\n",
+              static_cast<unsigned long long>(n_params), static_cast<double>(n_params) / 1e6,
+              static_cast<double>(n_bytes) / (1024.0 * 1024.0));
 }
 
 }  // namespace
@@ -107,11 +120,13 @@ void add_inspect_command(CLI::App& app) {
     bool json = false, metadata = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand("inspect", "Show a model's architecture, hyperparameters, tokenizer and tensors");
+  CLI::App* c = app.add_subcommand(
+      "inspect", "Show a model's architecture, hyperparameters, tokenizer and tensors");
   c->add_option("model", a->model, "Model file or directory")->required();
   c->add_flag("--json", a->json, "Machine-readable output");
   c->add_flag("--metadata", a->metadata, "Also list every metadata key");
-  c->add_option("--vocab-from", a->vocab_from, "GGUF to take the tokenizer from (llama2.c checkpoints)");
+  c->add_option("--vocab-from", a->vocab_from,
+                "GGUF to take the tokenizer from (llama2.c checkpoints)");
   c->callback([a] { inspect(a->model, a->vocab_from, a->json, a->metadata); });
 }
 

@@ -22,22 +22,28 @@ void add_logits_command(CLI::App& app) {
   c->add_option("--tokens", a->tokens, "Token ids instead of text: \"ID ID ...\"")->excludes(p);
   c->add_flag("--no-bos", a->no_bos, "Do not add the BOS token to a text prompt");
   c->add_option("-o,--output", a->out, "Output file (raw little-endian float32)")->required();
-  c->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
-  c->add_option("--ubatch", a->ubatch, "Tokens per forward pass (default: all at once; 1 = token by token)")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  c->add_option("--vocab-from", a->vocab_from, "GGUF to take the tokenizer from (llama2.c checkpoints)");
+  c->add_option("-t,--threads", a->threads, "Threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  c->add_option("--ubatch", a->ubatch,
+                "Tokens per forward pass (default: all at once; 1 = token by token)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  c->add_option("--vocab-from", a->vocab_from,
+                "GGUF to take the tokenizer from (llama2.c checkpoints)");
   c->callback([a] {
     Loaded l = load(a->model, true, a->vocab_from);
     std::vector<int32_t> ids;
     if (!a->tokens.empty()) {
       ids = parse_token_list(a->tokens);
     } else {
-      if (!l.tokenizer) fail(a->model, ": the model has no tokenizer; pass --tokens or --vocab-from");
+      if (!l.tokenizer)
+        fail(a->model, ": the model has no tokenizer; pass --tokens or --vocab-from");
       ids = l.tokenizer->encode(a->prompt, !a->no_bos, true);
     }
     if (ids.empty()) fail("logits: no tokens to evaluate");
     const model::Model& m = *l.model;
     for (int32_t id : ids)
-      if (id >= m.n_vocab()) fail("token id ", id, " out of range for a vocabulary of ", m.n_vocab());
+      if (id >= m.n_vocab())
+        fail("token id ", id, " out of range for a vocabulary of ", m.n_vocab());
     ThreadPool pool(a->threads > 0 ? a->threads : default_threads());
     model::InferenceState st(m.hparams(), static_cast<int64_t>(ids.size()));
     const int64_t n = static_cast<int64_t>(ids.size());
@@ -46,8 +52,9 @@ void add_logits_command(CLI::App& app) {
     std::vector<float> logits;
     for (int64_t i = 0; i < n; i += ub) {
       const int64_t k = std::min(ub, n - i);
-      m.forward(std::span<const int32_t>(ids).subspan(static_cast<size_t>(i), static_cast<size_t>(k)), st,
-                logits, true, pool);
+      m.forward(
+          std::span<const int32_t>(ids).subspan(static_cast<size_t>(i), static_cast<size_t>(k)), st,
+          logits, true, pool);
       w.write(logits.data(), logits.size() * sizeof(float));
     }
     w.commit();

@@ -17,7 +17,8 @@ void add_synth_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   std::string presets;
   for (const auto& p : model::synth_preset_names()) presets += (presets.empty() ? "" : ", ") + p;
-  CLI::App* c = app.add_subcommand("synth", "Write a random-weight model (its text is noise) with a real shape");
+  CLI::App* c = app.add_subcommand(
+      "synth", "Write a random-weight model (its text is noise) with a real shape");
   c->add_option("--preset", a->preset, "Named shape: " + presets);
   c->add_option("--arch", a->cfg.arch, "Architecture: llama or qwen2")->capture_default_str();
   c->add_option("--dim", a->cfg.dim, "Embedding size")->capture_default_str();
@@ -27,8 +28,10 @@ void add_synth_command(CLI::App& app) {
   c->add_option("--ffn", a->cfg.ffn, "Feed-forward size")->capture_default_str();
   c->add_option("--ctx", a->cfg.context, "Training context length")->capture_default_str();
   c->add_option("--rope-base", a->cfg.rope_base, "RoPE frequency base")->capture_default_str();
-  c->add_option("--vocab-from", a->cfg.vocab_from, "GGUF whose tokenizer to use (default: built-in byte vocabulary)");
-  c->add_option("--vocab-size", a->cfg.vocab_size, "Embedding rows (default: the vocabulary's size)");
+  c->add_option("--vocab-from", a->cfg.vocab_from,
+                "GGUF whose tokenizer to use (default: built-in byte vocabulary)");
+  c->add_option("--vocab-size", a->cfg.vocab_size,
+                "Embedding rows (default: the vocabulary's size)");
   c->add_option("--type", a->type, "Storage type of the weight matrices")->capture_default_str();
   c->add_flag("--untied", a->untied, "Separate output matrix instead of tied embeddings");
   c->add_option("--seed", a->cfg.seed, "Random seed")->capture_default_str();
@@ -48,16 +51,18 @@ void add_synth_command(CLI::App& app) {
     if (!t || !dtype_layout(*t).storage) fail("unknown --type '", a->type, "'");
     cfg.type = *t;
     ThreadPool pool(a->threads > 0 ? a->threads : default_threads());
-    std::fprintf(stderr, "synth: %s d%lld l%lld h%lld/%lld ffn%lld, %s, vocab %s\n", cfg.arch.c_str(),
-                 static_cast<long long>(cfg.dim), static_cast<long long>(cfg.layers),
-                 static_cast<long long>(cfg.heads), static_cast<long long>(cfg.kv_heads),
-                 static_cast<long long>(cfg.ffn), dtype_name(cfg.type),
+    std::fprintf(stderr, "synth: %s d%lld l%lld h%lld/%lld ffn%lld, %s, vocab %s\n",
+                 cfg.arch.c_str(), static_cast<long long>(cfg.dim),
+                 static_cast<long long>(cfg.layers), static_cast<long long>(cfg.heads),
+                 static_cast<long long>(cfg.kv_heads), static_cast<long long>(cfg.ffn),
+                 dtype_name(cfg.type),
                  cfg.vocab_from.empty() ? "built-in bytes" : cfg.vocab_from.c_str());
     io::ModelFile m = model::synth_model(cfg, pool);
     io::write_gguf(m, a->out);
     uint64_t bytes = 0;
     for (const auto& tt : m.tensors) bytes += tt.nbytes;
-    std::fprintf(stderr, "synth: wrote %s (%.1f MiB of weights; random weights: generated text is noise)\n",
+    std::fprintf(stderr,
+                 "synth: wrote %s (%.1f MiB of weights; random weights: generated text is noise)\n",
                  a->out.c_str(), static_cast<double>(bytes) / (1024.0 * 1024.0));
   });
 }

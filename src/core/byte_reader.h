@@ -47,7 +47,8 @@ class ByteReader {
   }
 
   void seek(size_t p, const char* what) {
-    if (p > size_) fail(context_, ": offset ", p, " past end of file (", size_, " bytes) at ", what);
+    if (p > size_)
+      fail(context_, ": offset ", p, " past end of file (", size_, " bytes) at ", what);
     pos_ = p;
   }
 

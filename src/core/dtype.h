@@ -37,7 +37,7 @@ enum class DType : uint32_t {
 
 struct DTypeLayout {
   DType type;
-  const char* name;  // as printed by ggml tools: "f32", "q4_0", "q4_K", ...
+  const char* name;    // as printed by ggml tools: "f32", "q4_0", "q4_K", ...
   int64_t block_size;  // elements per block (1 for plain types)
   size_t type_size;    // bytes per block
   bool quantized;
@@ -47,7 +47,9 @@ struct DTypeLayout {
 // nullopt for ids that are not (or no longer) valid ggml types.
 const DTypeLayout* find_dtype_layout(uint32_t id);
 const DTypeLayout& dtype_layout(DType t);
-inline const char* dtype_name(DType t) { return dtype_layout(t).name; }
+inline const char* dtype_name(DType t) {
+  return dtype_layout(t).name;
+}
 // Accepts "q4_0", "Q4_0", "q4_K", "f16", "bf16", ... ; nullopt if unknown.
 std::optional<DType> dtype_from_name(std::string_view name);
 

@@ -28,7 +28,8 @@ template <class... A>
 // Cheap to call when the condition holds; the message is only built on failure.
 template <class... A>
 inline void check(bool cond, const A&... a) {
-  if (!cond) [[unlikely]] fail(a...);
+  if (!cond) [[unlikely]]
+    fail(a...);
 }
 
 }  // namespace brisk

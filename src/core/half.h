@@ -35,7 +35,8 @@ inline uint16_t f32_to_f16(float f) {
   uint32_t x = f32_to_bits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   x &= 0x7fffffffu;
-  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
+  if (x >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
   if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520 -> inf
   if (x < 0x38800000u) {
     // subnormal half (or zero): value / 2^-24 rounded to nearest even
@@ -49,7 +50,9 @@ inline uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (m >> 13));
 }
 
-inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+  return bits_to_f32(static_cast<uint32_t>(h) << 16);
+}
 
 // Round-to-nearest-even; NaN stays NaN (quiet).
 inline uint16_t f32_to_bf16(float f) {

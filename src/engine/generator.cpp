@@ -16,7 +16,9 @@ GenerateResult generate(const model::Model& m, const tok::Tokenizer& tk,
   check(opt.n_batch >= 1, "batch size must be >= 1, got ", opt.n_batch);
   opt.sampling.validate(static_cast<int32_t>(m.n_vocab()));
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
-  int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(n_prompt + opt.max_tokens, m.hparams().n_ctx_train);
+  int64_t n_ctx = opt.n_ctx > 0
+                      ? opt.n_ctx
+                      : std::min<int64_t>(n_prompt + opt.max_tokens, m.hparams().n_ctx_train);
   n_ctx = std::max<int64_t>(n_ctx, 1);
   if (n_prompt > n_ctx)
     fail("prompt of ", n_prompt, " tokens does not fit the context of ", n_ctx, " tokens");
@@ -33,7 +35,8 @@ GenerateResult generate(const model::Model& m, const tok::Tokenizer& tk,
   auto t0 = clock::now();
   for (int64_t i = 0; i < n_prompt; i += opt.n_batch) {
     const int64_t n = std::min(opt.n_batch, n_prompt - i);
-    m.forward(prompt.subspan(static_cast<size_t>(i), static_cast<size_t>(n)), st, logits, false, pool);
+    m.forward(prompt.subspan(static_cast<size_t>(i), static_cast<size_t>(n)), st, logits, false,
+              pool);
   }
   auto t1 = clock::now();
   res.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();

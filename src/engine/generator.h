@@ -22,7 +22,7 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::vector<std::string> stop;
   bool ignore_eos = false;
-  int64_t n_ctx = 0;     // 0: prompt + max_tokens, capped by the model's training context
+  int64_t n_ctx = 0;      // 0: prompt + max_tokens, capped by the model's training context
   int64_t n_batch = 512;  // prompt tokens per forward pass
 };
 

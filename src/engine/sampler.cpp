@@ -76,7 +76,9 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 }  // namespace
 
@@ -103,7 +105,9 @@ uint64_t Xoshiro256::next() {
   return result;
 }
 
-double Xoshiro256::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+double Xoshiro256::uniform() {
+  return static_cast<double>(next() >> 11) * 0x1.0p-53;
+}
 
 Sampler::Sampler(SamplingParams params, int32_t n_vocab)
     : params_(std::move(params)), n_vocab_(n_vocab), rng_(params_.seed) {
@@ -113,7 +117,9 @@ Sampler::Sampler(SamplingParams params, int32_t n_vocab)
   cand_.reserve(static_cast<size_t>(n_vocab));
 }
 
-void Sampler::reset() { rng_ = Xoshiro256(params_.seed); }
+void Sampler::reset() {
+  rng_ = Xoshiro256(params_.seed);
+}
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   check(logits.size() == static_cast<size_t>(n_vocab_), "sampling: got ", logits.size(),
@@ -133,7 +139,8 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   if (params_.greedy()) {
     int32_t best = 0;
     for (int32_t i = 1; i < n_vocab_; ++i) {
-      if (logits_[static_cast<size_t>(i)] > logits_[static_cast<size_t>(best)]) best = i;  // ties keep the lower id
+      if (logits_[static_cast<size_t>(i)] > logits_[static_cast<size_t>(best)])
+        best = i;  // ties keep the lower id
     }
     check(logits_[static_cast<size_t>(best)] > kNegInf,
           "sampling: every token has logit -inf (banned by logit_bias?)");
@@ -259,7 +266,8 @@ StopMatcher::Result StopMatcher::push(std::string_view text) {
   for (const std::string& s : stops_) {
     const size_t max_len = std::min(s.size() - 1, pending_.size());
     for (size_t len = max_len; len > hold; --len) {
-      if (std::string_view(pending_).substr(pending_.size() - len) == std::string_view(s).substr(0, len)) {
+      if (std::string_view(pending_).substr(pending_.size() - len) ==
+          std::string_view(s).substr(0, len)) {
         hold = len;
         break;
       }

@@ -24,10 +24,10 @@
 namespace brisk::engine {
 
 struct SamplingParams {
-  float temperature = 0.8f;  // 0: greedy (argmax, ties -> lowest id)
-  int32_t top_k = 40;        // <= 0: off
-  float top_p = 0.95f;       // 1: off
-  float min_p = 0.05f;       // 0: off; keeps tokens with p >= min_p * p_max
+  float temperature = 0.8f;     // 0: greedy (argmax, ties -> lowest id)
+  int32_t top_k = 40;           // <= 0: off
+  float top_p = 0.95f;          // 1: off
+  float min_p = 0.05f;          // 0: off; keeps tokens with p >= min_p * p_max
   float repeat_penalty = 1.0f;  // llama-style: divide positive logits, multiply negative ones
   int32_t repeat_last_n = 64;   // window of history for all penalties; 0: off, -1: whole history
   float frequency_penalty = 0;  // OpenAI-style: logit -= count * frequency_penalty

@@ -12,7 +12,8 @@ namespace brisk::io {
 namespace {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool has_gguf_magic(const std::string& path) {
@@ -36,10 +37,12 @@ void attach_vocab(ModelFile& m, const std::string& vocab_path) {
   const gguf::Value* toks = m.find("tokenizer.ggml.tokens");
   const gguf::TensorInfo* emb = m.find_tensor("token_embd.weight");
   if (toks && emb && emb->shape.size() == 2) {
-    if (toks->type != gguf::ValueType::ARRAY) fail(vocab_path, ": tokenizer.ggml.tokens is not an array");
+    if (toks->type != gguf::ValueType::ARRAY)
+      fail(vocab_path, ": tokenizer.ggml.tokens is not an array");
     const size_t n_tok = toks->arr.size();
     if (static_cast<int64_t>(n_tok) != emb->shape[1])
-      fail(vocab_path, ": vocabulary of ", n_tok, " tokens does not match the model's ", emb->shape[1], " embeddings");
+      fail(vocab_path, ": vocabulary of ", n_tok, " tokens does not match the model's ",
+           emb->shape[1], " embeddings");
   }
 }
 
@@ -72,7 +75,8 @@ void ModelFile::add_owned_tensor(std::string name, DType type, std::vector<int64
   int64_t rows = 1;
   for (size_t d = 1; d < shape.size(); ++d) rows *= shape[d];
   const size_t expect = row_bytes(type, shape[0]) * static_cast<size_t>(rows);
-  check(expect == bytes.size(), path, ": tensor '", name, "': ", bytes.size(), " bytes, shape needs ", expect);
+  check(expect == bytes.size(), path, ": tensor '", name, "': ", bytes.size(),
+        " bytes, shape needs ", expect);
   auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
   gguf::TensorInfo t;
   t.name = std::move(name);
@@ -115,7 +119,8 @@ ModelFile load_model_file(const std::string& path, const LoadOptions& opts) {
     try {
       m = llama2c::load(path);
     } catch (const Error& e) {
-      fail(e.what(), " (no GGUF magic and no .safetensors extension, so read as a llama2.c checkpoint)");
+      fail(e.what(),
+           " (no GGUF magic and no .safetensors extension, so read as a llama2.c checkpoint)");
     }
   }
   if (!opts.vocab_from.empty()) {

@@ -26,7 +26,7 @@ struct ModelFile {
   std::string format;  // "gguf", "safetensors", "llama2c"
   Metadata metadata;
   std::vector<gguf::TensorInfo> tensors;
-  std::vector<std::shared_ptr<MappedFile>> mappings;      // keep views alive
+  std::vector<std::shared_ptr<MappedFile>> mappings;         // keep views alive
   std::vector<std::shared_ptr<std::vector<uint8_t>>> owned;  // converted tensor buffers
 
   const gguf::Value* find(std::string_view key) const;

@@ -35,7 +35,9 @@ const ArchSpec* const kArchs[] = {&kLlamaArch, &kQwen2Arch};
 
 }  // namespace
 
-std::span<const TensorName> standard_tensor_names() { return kStandardNames; }
+std::span<const TensorName> standard_tensor_names() {
+  return kStandardNames;
+}
 
 const ArchSpec* find_arch(std::string_view name) {
   for (const ArchSpec* a : kArchs)

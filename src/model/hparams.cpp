@@ -8,10 +8,14 @@ namespace brisk::model {
 
 const char* rope_scaling_name(RopeScalingType t) {
   switch (t) {
-    case RopeScalingType::None: return "none";
-    case RopeScalingType::Linear: return "linear";
-    case RopeScalingType::Yarn: return "yarn";
-    case RopeScalingType::Llama3: return "llama3";
+    case RopeScalingType::None:
+      return "none";
+    case RopeScalingType::Linear:
+      return "linear";
+    case RopeScalingType::Yarn:
+      return "yarn";
+    case RopeScalingType::Llama3:
+      return "llama3";
   }
   return "?";
 }
@@ -37,8 +41,10 @@ struct Reader {
   }
 };
 
-void check_range(const io::ModelFile& f, const std::string& key, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi) fail(f.path, ": metadata '", key, "' = ", v, " is out of range [", lo, ", ", hi, "]");
+void check_range(const io::ModelFile& f, const std::string& key, int64_t v, int64_t lo,
+                 int64_t hi) {
+  if (v < lo || v > hi)
+    fail(f.path, ": metadata '", key, "' = ", v, " is out of range [", lo, ", ", hi, "]");
 }
 
 }  // namespace
@@ -82,7 +88,8 @@ HParams read_hparams(const io::ModelFile& f, const std::string& arch) {
   // Scaling: rope.scaling.type (GGUF) with rope.scaling.factor; older files carry only
   // rope.scale_linear.
   std::string type = "none";
-  if (const gguf::Value* v = r.find("rope.scaling.type")) type = v->as_string(arch + ".rope.scaling.type");
+  if (const gguf::Value* v = r.find("rope.scaling.type"))
+    type = v->as_string(arch + ".rope.scaling.type");
   h.rope_factor = r.opt_float("rope.scaling.factor", 1.0f);
   if (const gguf::Value* v = r.find("rope.scale_linear")) {
     h.rope_factor = static_cast<float>(v->as_float(arch + ".rope.scale_linear"));

@@ -18,5 +18,4 @@ extern const ArchSpec kLlamaArch;
 const ArchSpec kLlamaArch{"llama", ops::RopeLayout::Adjacent, /*qkv_bias=*/false,
                           standard_tensor_names(), llama_block};
 
-
 }  // namespace brisk::model

@@ -59,7 +59,9 @@ struct Loader {
     kernels::quant_kernels(t.type).to_float(t.data, out.data(), n);
     return out;
   }
-  std::vector<float> vec(TensorRole role, int layer, int64_t n) { return vec(require(role, layer), n); }
+  std::vector<float> vec(TensorRole role, int layer, int64_t n) {
+    return vec(require(role, layer), n);
+  }
   static std::string shape_str(const gguf::TensorInfo& t) {
     std::string s = "[";
     for (size_t i = 0; i < t.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
@@ -74,8 +76,11 @@ ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelF
   r.base = hp.rope_base;
   r.layout = a.rope_layout;
   switch (hp.rope_scaling) {
-    case RopeScalingType::None: break;
-    case RopeScalingType::Linear: r.freq_scale = 1.0f / hp.rope_factor; break;
+    case RopeScalingType::None:
+      break;
+    case RopeScalingType::Linear:
+      r.freq_scale = 1.0f / hp.rope_factor;
+      break;
     case RopeScalingType::Yarn:
       r.freq_scale = 1.0f / hp.rope_factor;
       r.ext_factor = 1.0f;
@@ -85,8 +90,9 @@ ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelF
       r.n_ctx_orig = static_cast<int>(hp.rope_ctx_orig);
       break;
     case RopeScalingType::Llama3:
-      r.freq_factors = ops::llama3_freq_factors(r.n_dims, r.base, hp.rope_factor, hp.llama3_low_freq,
-                                                hp.llama3_high_freq, static_cast<int>(hp.rope_ctx_orig));
+      r.freq_factors =
+          ops::llama3_freq_factors(r.n_dims, r.base, hp.rope_factor, hp.llama3_low_freq,
+                                   hp.llama3_high_freq, static_cast<int>(hp.rope_ctx_orig));
       break;
   }
   (void)f;
@@ -96,6 +102,18 @@ ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelF
 }  // namespace
 
 std::unique_ptr<Model> Model::load(io::ModelFile file) {
+  const std::string path = file.path;
+  try {
+    return load_checked(std::move(file));
+  } catch (const Error& e) {
+    // Metadata accessors know the key but not the file: make every load error name both.
+    const std::string msg = e.what();
+    if (msg.rfind(path, 0) == 0) throw;
+    fail(path, ": ", msg);
+  }
+}
+
+std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = std::move(file);
   const io::ModelFile& f = m->file_;
@@ -104,7 +122,8 @@ std::unique_ptr<Model> Model::load(io::ModelFile file) {
   const std::string& arch_name = av->as_string("general.architecture");
   m->arch_ = find_arch(arch_name);
   if (!m->arch_)
-    fail(f.path, ": unsupported architecture '", arch_name, "' (supported: ", supported_arch_list(), ")");
+    fail(f.path, ": unsupported architecture '", arch_name, "' (supported: ", supported_arch_list(),
+         ")");
   const ArchSpec& a = *m->arch_;
   HParams& hp = m->hp_;
   hp = read_hparams(f, arch_name);
@@ -135,11 +154,13 @@ std::unique_ptr<Model> Model::load(io::ModelFile file) {
     w.wk = ld.matrix(TensorRole::AttnK, l, hp.n_embd, hp.kv_dim());
     w.wv = ld.matrix(TensorRole::AttnV, l, hp.n_embd, hp.kv_dim());
     w.wo = ld.matrix(TensorRole::AttnOut, l, hp.q_dim(), hp.n_embd);
-    const TensorRole bias_roles[3] = {TensorRole::AttnQBias, TensorRole::AttnKBias, TensorRole::AttnVBias};
+    const TensorRole bias_roles[3] = {TensorRole::AttnQBias, TensorRole::AttnKBias,
+                                      TensorRole::AttnVBias};
     std::vector<float>* biases[3] = {&w.bq, &w.bk, &w.bv};
     const int64_t bias_n[3] = {hp.q_dim(), hp.kv_dim(), hp.kv_dim()};
     for (int i = 0; i < 3; ++i) {
-      const gguf::TensorInfo* b = a.qkv_bias ? &ld.require(bias_roles[i], l) : ld.find(bias_roles[i], l);
+      const gguf::TensorInfo* b =
+          a.qkv_bias ? &ld.require(bias_roles[i], l) : ld.find(bias_roles[i], l);
       if (b) *biases[i] = ld.vec(*b, bias_n[i]);
     }
     w.ffn_norm = ld.vec(TensorRole::FfnNorm, l, hp.n_embd);
@@ -188,8 +209,10 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   float* vcache = st.v(layer);
   for (int64_t t = 0; t < T; ++t) {
     ops::rope_angles(rope, c.pos0 + t, cs + t * half, sn + t * half);
-    ops::rope_apply(rope, cs + t * half, sn + t * half, q + t * hp.q_dim(), static_cast<int>(hp.n_head));
-    ops::rope_apply(rope, cs + t * half, sn + t * half, k + t * hp.kv_dim(), static_cast<int>(hp.n_head_kv));
+    ops::rope_apply(rope, cs + t * half, sn + t * half, q + t * hp.q_dim(),
+                    static_cast<int>(hp.n_head));
+    ops::rope_apply(rope, cs + t * half, sn + t * half, k + t * hp.kv_dim(),
+                    static_cast<int>(hp.n_head_kv));
   }
   std::copy(k, k + T * hp.kv_dim(), kcache + c.pos0 * hp.kv_dim());
   std::copy(v, v + T * hp.kv_dim(), vcache + c.pos0 * hp.kv_dim());
@@ -234,7 +257,8 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
     if (id < 0 || id >= hp_.n_vocab) fail("token id ", id, " out of range [0, ", hp_.n_vocab, ")");
 
   float* x = sized(st.x, T * hp_.n_embd);
-  for (int64_t t = 0; t < T; ++t) ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
+  for (int64_t t = 0; t < T; ++t)
+    ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
 
   BlockContext c{*this, st, pool, T, pos0};
   for (int l = 0; l < hp_.n_layer; ++l) arch_->block(c, l);

@@ -69,6 +69,7 @@ class Model {
 
  private:
   Model() = default;
+  static std::unique_ptr<Model> load_checked(io::ModelFile file);
   io::ModelFile file_;
   HParams hp_;
   const ArchSpec* arch_ = nullptr;

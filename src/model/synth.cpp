@@ -40,11 +40,13 @@ void add_tensor(io::ModelFile& m, const std::string& name, DType type, int64_t n
     for (int64_t r = b; r < e; ++r) {
       for (int64_t c = 0; c < n_in; ++c)
         row[static_cast<size_t>(c)] =
-            stddev > 0 ? normal_at(seed, stream, static_cast<uint64_t>(r * n_in + c), stddev) : constant;
+            stddev > 0 ? normal_at(seed, stream, static_cast<uint64_t>(r * n_in + c), stddev)
+                       : constant;
       k.from_float(row.data(), bytes.data() + static_cast<size_t>(r) * rb, n_in);
     }
   });
-  std::vector<int64_t> shape = n_out == 1 ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
+  std::vector<int64_t> shape =
+      n_out == 1 ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
   m.add_owned_tensor(name, type, std::move(shape), std::move(bytes));
 }
 
@@ -56,20 +58,54 @@ std::vector<std::string> synth_preset_names() {
 
 bool synth_preset(const std::string& name, SynthConfig& c) {
   if (name == "tiny") {
-    c.arch = "llama"; c.dim = 256; c.layers = 4; c.heads = 8; c.kv_heads = 4; c.ffn = 768;
+    c.arch = "llama";
+    c.dim = 256;
+    c.layers = 4;
+    c.heads = 8;
+    c.kv_heads = 4;
+    c.ffn = 768;
   } else if (name == "stories260k") {
-    c.arch = "llama"; c.dim = 64; c.layers = 5; c.heads = 8; c.kv_heads = 4; c.ffn = 172; c.context = 512;
+    c.arch = "llama";
+    c.dim = 64;
+    c.layers = 5;
+    c.heads = 8;
+    c.kv_heads = 4;
+    c.ffn = 172;
+    c.context = 512;
   } else if (name == "smollm-135m") {
-    c.arch = "llama"; c.dim = 576; c.layers = 30; c.heads = 9; c.kv_heads = 3; c.ffn = 1536;
+    c.arch = "llama";
+    c.dim = 576;
+    c.layers = 30;
+    c.heads = 9;
+    c.kv_heads = 3;
+    c.ffn = 1536;
   } else if (name == "qwen2.5-0.5b") {
-    c.arch = "qwen2"; c.dim = 896; c.layers = 24; c.heads = 14; c.kv_heads = 2; c.ffn = 4864;
-    c.rope_base = 1000000.0f; c.context = 32768;
+    c.arch = "qwen2";
+    c.dim = 896;
+    c.layers = 24;
+    c.heads = 14;
+    c.kv_heads = 2;
+    c.ffn = 4864;
+    c.rope_base = 1000000.0f;
+    c.context = 32768;
   } else if (name == "tinyllama-1.1b") {
-    c.arch = "llama"; c.dim = 2048; c.layers = 22; c.heads = 32; c.kv_heads = 4; c.ffn = 5632;
+    c.arch = "llama";
+    c.dim = 2048;
+    c.layers = 22;
+    c.heads = 32;
+    c.kv_heads = 4;
+    c.ffn = 5632;
     c.tied = false;
   } else if (name == "llama-3.2-1b") {
-    c.arch = "llama"; c.dim = 2048; c.layers = 16; c.heads = 32; c.kv_heads = 8; c.ffn = 8192;
-    c.rope_base = 500000.0f; c.context = 131072; c.llama3_rope = true;
+    c.arch = "llama";
+    c.dim = 2048;
+    c.layers = 16;
+    c.heads = 32;
+    c.kv_heads = 8;
+    c.ffn = 8192;
+    c.rope_base = 500000.0f;
+    c.context = 131072;
+    c.llama3_rope = true;
   } else {
     return false;
   }
@@ -113,11 +149,13 @@ io::Metadata builtin_byte_vocab() {
 
 io::ModelFile synth_model(const SynthConfig& c, ThreadPool& pool) {
   const ArchSpec* a = find_arch(c.arch);
-  if (!a) fail("synth: unsupported architecture '", c.arch, "' (supported: ", supported_arch_list(), ")");
+  if (!a)
+    fail("synth: unsupported architecture '", c.arch, "' (supported: ", supported_arch_list(), ")");
   check(c.dim > 0 && c.layers > 0 && c.heads > 0 && c.kv_heads > 0 && c.ffn > 0,
         "synth: dimensions must be positive");
   check(c.dim % c.heads == 0, "synth: dim ", c.dim, " is not a multiple of heads ", c.heads);
-  check(c.heads % c.kv_heads == 0, "synth: heads ", c.heads, " is not a multiple of kv-heads ", c.kv_heads);
+  check(c.heads % c.kv_heads == 0, "synth: heads ", c.heads, " is not a multiple of kv-heads ",
+        c.kv_heads);
   check(dtype_layout(c.type).storage, "synth: ", dtype_name(c.type), " is not a storage type");
   const int64_t bs = dtype_layout(c.type).block_size;
   check(c.dim % bs == 0 && c.ffn % bs == 0, "synth: dim and ffn must be multiples of the ",
@@ -148,7 +186,8 @@ io::ModelFile synth_model(const SynthConfig& c, ThreadPool& pool) {
 
   const std::string p = c.arch + ".";
   m.set("general.architecture", gguf::Value::string(c.arch));
-  m.set("general.name", gguf::Value::string(str_cat("synthetic-", c.arch, "-d", c.dim, "-l", c.layers)));
+  m.set("general.name",
+        gguf::Value::string(str_cat("synthetic-", c.arch, "-d", c.dim, "-l", c.layers)));
   m.set(p + "context_length", gguf::Value::u32(static_cast<uint32_t>(c.context)));
   m.set(p + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(c.dim)));
   m.set(p + "block_count", gguf::Value::u32(static_cast<uint32_t>(c.layers)));
@@ -168,11 +207,12 @@ io::ModelFile synth_model(const SynthConfig& c, ThreadPool& pool) {
   add_tensor(m, "output_norm.weight", DType::F32, c.dim, 1, 0, 1.0f, s, ++stream, pool);
   if (!c.tied) add_tensor(m, "output.weight", c.type, c.dim, n_vocab, sd, 0, s, ++stream, pool);
   if (c.llama3_rope) {
-    std::vector<float> ff = ops::llama3_freq_factors(static_cast<int>(head_dim), c.rope_base, 32.0f,
-                                                      1.0f, 4.0f, 8192);
+    std::vector<float> ff =
+        ops::llama3_freq_factors(static_cast<int>(head_dim), c.rope_base, 32.0f, 1.0f, 4.0f, 8192);
     std::vector<uint8_t> bytes(ff.size() * 4);
     std::memcpy(bytes.data(), ff.data(), bytes.size());
-    m.add_owned_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(ff.size())}, std::move(bytes));
+    m.add_owned_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(ff.size())},
+                       std::move(bytes));
   }
   const int64_t kv_dim = c.kv_heads * head_dim;
   for (int64_t l = 0; l < c.layers; ++l) {

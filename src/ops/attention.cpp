@@ -6,9 +6,8 @@
 
 namespace brisk::ops {
 
-void attention(const float* q, int64_t T, int64_t pos0, const float* k_cache,
-               const float* v_cache, const AttentionShape& s, float* out,
-               std::vector<float>& scratch, ThreadPool& pool) {
+void attention(const float* q, int64_t T, int64_t pos0, const float* k_cache, const float* v_cache,
+               const AttentionShape& s, float* out, std::vector<float>& scratch, ThreadPool& pool) {
   const int64_t n_kv = pos0 + T;
   const int group = s.n_head / s.n_head_kv;
   const int64_t kv_stride = static_cast<int64_t>(s.n_head_kv) * s.head_dim;

@@ -18,8 +18,7 @@ struct AttentionShape {
 // q is (T, n_head, head_dim) for positions pos0..pos0+T-1; k_cache/v_cache are
 // (n_ctx, n_head_kv, head_dim) holding positions [0, pos0+T); out is (T, n_head, head_dim).
 // scratch needs T * (pos0 + T) * n_head floats at most; it is resized as needed.
-void attention(const float* q, int64_t T, int64_t pos0, const float* k_cache,
-               const float* v_cache, const AttentionShape& s, float* out,
-               std::vector<float>& scratch, ThreadPool& pool);
+void attention(const float* q, int64_t T, int64_t pos0, const float* k_cache, const float* v_cache,
+               const AttentionShape& s, float* out, std::vector<float>& scratch, ThreadPool& pool);
 
 }  // namespace brisk::ops

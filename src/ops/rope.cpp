@@ -25,7 +25,8 @@ void rope_angles(const RopeConfig& c, int64_t pos, float* cos_out, float* sin_ou
   const float theta_scale = std::pow(c.base, -2.0f / static_cast<float>(c.n_dims));
   float corr_lo = 0, corr_hi = 0;
   if (c.ext_factor != 0.0f) {
-    corr_lo = std::max(0.0f, std::floor(yarn_corr_dim(c.n_dims, c.n_ctx_orig, c.beta_fast, c.base)));
+    corr_lo =
+        std::max(0.0f, std::floor(yarn_corr_dim(c.n_dims, c.n_ctx_orig, c.beta_fast, c.base)));
     corr_hi = std::min(static_cast<float>(c.n_dims - 1),
                        std::ceil(yarn_corr_dim(c.n_dims, c.n_ctx_orig, c.beta_slow, c.base)));
   }
@@ -49,7 +50,8 @@ void rope_angles(const RopeConfig& c, int64_t pos, float* cos_out, float* sin_ou
   }
 }
 
-void rope_apply(const RopeConfig& c, const float* cos_t, const float* sin_t, float* x, int n_heads) {
+void rope_apply(const RopeConfig& c, const float* cos_t, const float* sin_t, float* x,
+                int n_heads) {
   const int half = c.n_dims / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * c.head_dim;

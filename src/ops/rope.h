@@ -19,12 +19,12 @@ struct RopeConfig {
   int head_dim = 0;  // stride between heads
   float base = 10000.0f;
   RopeLayout layout = RopeLayout::Adjacent;
-  float freq_scale = 1.0f;    // 1 / linear or YaRN factor
-  float ext_factor = 0.0f;    // YaRN extrapolation mix (0 = off)
-  float attn_factor = 1.0f;   // YaRN magnitude scale
-  float beta_fast = 32.0f;    // YaRN correction range
+  float freq_scale = 1.0f;   // 1 / linear or YaRN factor
+  float ext_factor = 0.0f;   // YaRN extrapolation mix (0 = off)
+  float attn_factor = 1.0f;  // YaRN magnitude scale
+  float beta_fast = 32.0f;   // YaRN correction range
   float beta_slow = 1.0f;
-  int n_ctx_orig = 0;         // training context for YaRN correction dims
+  int n_ctx_orig = 0;               // training context for YaRN correction dims
   std::vector<float> freq_factors;  // n_dims/2 divisors (llama3 scaling); empty = none
 };
 

@@ -12,17 +12,27 @@ DType fallback_type(DType want, int64_t n) {
   DType alt = DType::F16;
   switch (want) {
     case DType::Q2_K:
-    case DType::Q3_K: alt = DType::Q4_0; break;
-    case DType::Q4_K: alt = DType::Q5_0; break;
-    case DType::Q5_K: alt = DType::Q5_1; break;
-    case DType::Q6_K: alt = DType::Q8_0; break;
-    default: break;
+    case DType::Q3_K:
+      alt = DType::Q4_0;
+      break;
+    case DType::Q4_K:
+      alt = DType::Q5_0;
+      break;
+    case DType::Q5_K:
+      alt = DType::Q5_1;
+      break;
+    case DType::Q6_K:
+      alt = DType::Q8_0;
+      break;
+    default:
+      break;
   }
   return fits(alt) ? alt : DType::F16;
 }
 
-RequantizeReport requantize(io::ModelFile& m, DType type, ThreadPool& pool,
-                            const std::function<void(size_t, size_t, const std::string&)>& progress) {
+RequantizeReport requantize(
+    io::ModelFile& m, DType type, ThreadPool& pool,
+    const std::function<void(size_t, size_t, const std::string&)>& progress) {
   check(dtype_layout(type).storage, "cannot store weights as ", dtype_name(type));
   RequantizeReport rep;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
@@ -64,20 +74,34 @@ RequantizeReport requantize(io::ModelFile& m, DType type, ThreadPool& pool,
 namespace brisk::quant {
 uint32_t gguf_file_type(DType t) {
   switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q4_1: return 3;
-    case DType::Q8_0: return 7;
-    case DType::Q5_0: return 8;
-    case DType::Q5_1: return 9;
-    case DType::Q2_K: return 10;
-    case DType::Q3_K: return 12;  // Q3_K_M
-    case DType::Q4_K: return 15;  // Q4_K_M
-    case DType::Q5_K: return 17;  // Q5_K_M
-    case DType::Q6_K: return 18;
-    case DType::BF16: return 32;
-    default: return 0;
+    case DType::F32:
+      return 0;
+    case DType::F16:
+      return 1;
+    case DType::Q4_0:
+      return 2;
+    case DType::Q4_1:
+      return 3;
+    case DType::Q8_0:
+      return 7;
+    case DType::Q5_0:
+      return 8;
+    case DType::Q5_1:
+      return 9;
+    case DType::Q2_K:
+      return 10;
+    case DType::Q3_K:
+      return 12;  // Q3_K_M
+    case DType::Q4_K:
+      return 15;  // Q4_K_M
+    case DType::Q5_K:
+      return 17;  // Q5_K_M
+    case DType::Q6_K:
+      return 18;
+    case DType::BF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 }  // namespace brisk::quant

@@ -22,8 +22,9 @@ struct RequantizeReport {
 DType fallback_type(DType want, int64_t n);
 
 // progress(i, n, tensor name) is called before each tensor.
-RequantizeReport requantize(io::ModelFile& m, DType type, ThreadPool& pool,
-                            const std::function<void(size_t, size_t, const std::string&)>& progress = {});
+RequantizeReport requantize(
+    io::ModelFile& m, DType type, ThreadPool& pool,
+    const std::function<void(size_t, size_t, const std::string&)>& progress = {});
 
 }  // namespace brisk::quant
 

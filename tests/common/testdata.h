@@ -11,11 +11,15 @@ inline std::string testdata_dir() {
   if (const char* e = std::getenv("BRISK_TESTDATA"); e && *e) return e;
   return BRISK_DEFAULT_TESTDATA;
 }
-inline std::string testdata(const std::string& rel) { return testdata_dir() + "/" + rel; }
+inline std::string testdata(const std::string& rel) {
+  return testdata_dir() + "/" + rel;
+}
 inline std::string tests_data(const std::string& rel) {
   return std::string(BRISK_SOURCE_DIR) + "/tests/data/" + rel;
 }
-inline std::string brisk_binary() { return BRISK_BINARY; }
+inline std::string brisk_binary() {
+  return BRISK_BINARY;
+}
 
 // A fresh temporary directory removed at destruction.
 struct TempDir {

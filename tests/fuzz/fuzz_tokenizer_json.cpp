@@ -17,7 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cfg = all.substr(nul + 1);
   }
   try {
-    const brisk::io::Metadata kv = brisk::tok::tokenizer_metadata_from_hf(tj, cfg, "fuzz/tokenizer.json");
+    const brisk::io::Metadata kv =
+        brisk::tok::tokenizer_metadata_from_hf(tj, cfg, "fuzz/tokenizer.json");
     auto tok = brisk::tok::Tokenizer::from_metadata(kv, "fuzz/tokenizer.json");
     const auto ids = tok->encode("Hello world! 123 \xC3\xA9t\xC3\xA9 <s>\n  x", true, true);
     (void)tok->decode(ids);

@@ -26,7 +26,8 @@ inline int argmax(const float* x, int64_t n) {
   return best;
 }
 
-inline LogitsDiff compare_logits(std::span<const float> a, std::span<const float> ref, int64_t n_vocab) {
+inline LogitsDiff compare_logits(std::span<const float> a, std::span<const float> ref,
+                                 int64_t n_vocab) {
   LogitsDiff d;
   double se = 0, sr = 0;
   const size_t n = std::min(a.size(), ref.size());
@@ -45,8 +46,8 @@ inline LogitsDiff compare_logits(std::span<const float> a, std::span<const float
 }
 
 // All-position logits of `ids`, fed `ubatch` tokens per forward pass (0 = all at once).
-inline std::vector<float> run_logits(const model::Model& m, std::span<const int32_t> ids, int64_t ubatch,
-                                     ThreadPool& pool) {
+inline std::vector<float> run_logits(const model::Model& m, std::span<const int32_t> ids,
+                                     int64_t ubatch, ThreadPool& pool) {
   model::InferenceState st(m.hparams(), static_cast<int64_t>(ids.size()));
   std::vector<float> all, part;
   const int64_t n = static_cast<int64_t>(ids.size());
@@ -59,7 +60,8 @@ inline std::vector<float> run_logits(const model::Model& m, std::span<const int3
   return all;
 }
 
-inline std::vector<int32_t> greedy(const model::Model& m, std::vector<int32_t> ids, int n_new, ThreadPool& pool) {
+inline std::vector<int32_t> greedy(const model::Model& m, std::vector<int32_t> ids, int n_new,
+                                   ThreadPool& pool) {
   model::InferenceState st(m.hparams(), static_cast<int64_t>(ids.size()) + n_new);
   std::vector<float> logits;
   std::vector<int32_t> out;

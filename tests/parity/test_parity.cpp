@@ -15,10 +15,12 @@ using namespace brisk;
 namespace {
 
 const char* kLlamaPrompt =
-    "In the beginning the engine read every weight from disk, and then it learned to batch requests, "
+    "In the beginning the engine read every weight from disk, and then it learned to batch "
+    "requests, "
     "page its cache, and speak quickly.";
 const char* kQwenPrompt =
-    "def quick_sort(items):\n    return sorted(items)  # The engine speaks JSON, too: {\"ok\": true}";
+    "def quick_sort(items):\n    return sorted(items)  # The engine speaks JSON, too: {\"ok\": "
+    "true}";
 
 struct Case {
   std::string model;
@@ -32,10 +34,12 @@ class Parity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Parity, MatchesReferenceLogits) {
   const Case& c = GetParam();
-  auto ref = nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-" + c.model + ".json")));
+  auto ref = nlohmann::json::parse(
+      test::read_text_file(test::testdata("reference/ref-" + c.model + ".json")));
   std::vector<int32_t> want = ref["prompt_tokens"].get<std::vector<int32_t>>();
   const int64_t n_vocab = ref["n_vocab"].get<int64_t>();
-  std::vector<float> ref_logits = test::read_f32_file(test::testdata("reference/ref-" + c.model + ".logits.f32"));
+  std::vector<float> ref_logits =
+      test::read_f32_file(test::testdata("reference/ref-" + c.model + ".logits.f32"));
   ASSERT_EQ(ref_logits.size(), want.size() * static_cast<size_t>(n_vocab));
 
   io::ModelFile mf = io::load_model_file(test::testdata("models/" + c.model + ".gguf"));
@@ -50,9 +54,11 @@ TEST_P(Parity, MatchesReferenceLogits) {
   test::LogitsDiff dp = test::compare_logits(prefill, ref_logits, n_vocab);
   test::LogitsDiff ds = test::compare_logits(stepwise, ref_logits, n_vocab);
   test::LogitsDiff self = test::compare_logits(stepwise, prefill, n_vocab);
-  std::printf("[parity] %-18s prefill rms %.2e argmax %.3f | token-by-token rms %.2e argmax %.3f | "
-              "prefill vs stepwise rms %.2e\n",
-              c.model.c_str(), dp.rms_ratio, dp.argmax_agree, ds.rms_ratio, ds.argmax_agree, self.rms_ratio);
+  std::printf(
+      "[parity] %-18s prefill rms %.2e argmax %.3f | token-by-token rms %.2e argmax %.3f | "
+      "prefill vs stepwise rms %.2e\n",
+      c.model.c_str(), dp.rms_ratio, dp.argmax_agree, ds.rms_ratio, ds.argmax_agree,
+      self.rms_ratio);
   EXPECT_LE(dp.rms_ratio, c.max_rms);
   EXPECT_LE(ds.rms_ratio, c.max_rms);
   EXPECT_GE(dp.argmax_agree, c.min_argmax);
@@ -67,23 +73,23 @@ TEST_P(Parity, MatchesReferenceLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Reference, Parity,
-    ::testing::Values(Case{"tiny-llama-f16", kLlamaPrompt, true, 2e-3, 1.0},
-                      Case{"tiny-qwen2-f16", kQwenPrompt, false, 2e-3, 1.0},
-                      Case{"tiny-llama-Q8_0", kLlamaPrompt, true, 5e-2, 0.9},
-                      Case{"tiny-llama-Q6_K", kLlamaPrompt, true, 5e-2, 0.9},
-                      Case{"tiny-llama-Q4_K_M", kLlamaPrompt, true, 5e-2, 0.9},
-                      Case{"tiny-llama-Q4_0", kLlamaPrompt, true, 5e-2, 0.9}),
-    [](const ::testing::TestParamInfo<Case>& i) {
-      std::string s = i.param.model;
-      for (char& ch : s)
-        if (ch == '-') ch = '_';
-      return s;
-    });
+INSTANTIATE_TEST_SUITE_P(Reference, Parity,
+                         ::testing::Values(Case{"tiny-llama-f16", kLlamaPrompt, true, 2e-3, 1.0},
+                                           Case{"tiny-qwen2-f16", kQwenPrompt, false, 2e-3, 1.0},
+                                           Case{"tiny-llama-Q8_0", kLlamaPrompt, true, 5e-2, 0.9},
+                                           Case{"tiny-llama-Q6_K", kLlamaPrompt, true, 5e-2, 0.9},
+                                           Case{"tiny-llama-Q4_K_M", kLlamaPrompt, true, 5e-2, 0.9},
+                                           Case{"tiny-llama-Q4_0", kLlamaPrompt, true, 5e-2, 0.9}),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                           std::string s = i.param.model;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
+                         });
 
 std::vector<int32_t> stories_greedy_ref() {
-  auto ref = nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-stories260K.json")));
+  auto ref =
+      nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-stories260K.json")));
   return ref["greedy_tokens"].get<std::vector<int32_t>>();
 }
 
@@ -95,7 +101,8 @@ TEST(ParityStories, GgufGreedyTokensMatch) {
 }
 
 TEST(ParityStories, Llama2cGreedyTokensMatch) {
-  auto m = model::Model::load(io::load_model_file(test::testdata("models/stories260K.llama2c.bin")));
+  auto m =
+      model::Model::load(io::load_model_file(test::testdata("models/stories260K.llama2c.bin")));
   ThreadPool pool(1);
   auto want = stories_greedy_ref();
   EXPECT_EQ(test::greedy(*m, {1}, static_cast<int>(want.size()), pool), want);
@@ -107,7 +114,8 @@ TEST(ParityStories, Llama2cConvertedToGgufGivesSameLogits) {
   opts.vocab_from = test::testdata("models/stories260K.gguf");
   io::ModelFile src = io::load_model_file(test::testdata("models/stories260K.llama2c.bin"), opts);
   io::write_gguf(src, dir.file("s.gguf"));
-  auto a = model::Model::load(io::load_model_file(test::testdata("models/stories260K.llama2c.bin")));
+  auto a =
+      model::Model::load(io::load_model_file(test::testdata("models/stories260K.llama2c.bin")));
   auto b = model::Model::load(io::load_model_file(dir.file("s.gguf")));
   ThreadPool pool(2);
   std::vector<int32_t> ids = {1, 400, 261, 300, 50, 7, 480, 290, 13, 511};

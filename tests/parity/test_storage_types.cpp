@@ -17,7 +17,8 @@ class StorageTypes : public ::testing::TestWithParam<DType> {
  protected:
   static void SetUpTestSuite() {
     pool_ = new ThreadPool(2);
-    auto ref = nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-tiny-llama-f16.json")));
+    auto ref = nlohmann::json::parse(
+        test::read_text_file(test::testdata("reference/ref-tiny-llama-f16.json")));
     ids_ = new std::vector<int32_t>(ref["prompt_tokens"].get<std::vector<int32_t>>());
     io::ModelFile f32 = io::load_model_file(test::testdata("models/tiny-llama-f16.gguf"));
     quant::requantize(f32, DType::F32, *pool_);
@@ -64,8 +65,9 @@ TEST_P(StorageTypes, KernelsMatchF32OfTheSameWeights) {
   const int64_t nv = m->n_vocab();
   test::LogitsDiff kernel = test::compare_logits(got, same_weights_f32, nv);
   test::LogitsDiff loss = test::compare_logits(got, *f32_logits_, nv);
-  std::printf("[types] %-5s kernel parity rms %.2e argmax %.3f | vs original f32 rms %.2e argmax %.3f\n",
-              dtype_name(t), kernel.rms_ratio, kernel.argmax_agree, loss.rms_ratio, loss.argmax_agree);
+  std::printf(
+      "[types] %-5s kernel parity rms %.2e argmax %.3f | vs original f32 rms %.2e argmax %.3f\n",
+      dtype_name(t), kernel.rms_ratio, kernel.argmax_agree, loss.rms_ratio, loss.argmax_agree);
   if (t == DType::F32) {
     EXPECT_EQ(kernel.rms_ratio, 0.0);
     EXPECT_EQ(loss.rms_ratio, 0.0);
@@ -81,15 +83,23 @@ TEST_P(StorageTypes, KernelsMatchF32OfTheSameWeights) {
     EXPECT_EQ(loss.argmax_agree, 1.0);
   }
   // Sanity of the storage loss by bits per weight (measured values are well inside these).
-  const double bpw = 8.0 * static_cast<double>(dtype_layout(t).type_size) / static_cast<double>(dtype_layout(t).block_size);
-  const double limit = bpw >= 8.0 ? 5e-2 : bpw >= 6.0 ? 0.15 : bpw >= 5.0 ? 0.3 : bpw >= 4.0 ? 0.5 : 1.2;
+  const double bpw = 8.0 * static_cast<double>(dtype_layout(t).type_size) /
+                     static_cast<double>(dtype_layout(t).block_size);
+  const double limit = bpw >= 8.0   ? 5e-2
+                       : bpw >= 6.0 ? 0.15
+                       : bpw >= 5.0 ? 0.3
+                       : bpw >= 4.0 ? 0.5
+                                    : 1.2;
   EXPECT_LE(loss.rms_ratio, limit) << dtype_name(t) << " at " << bpw << " bits per weight";
 }
 
 INSTANTIATE_TEST_SUITE_P(All, StorageTypes,
-                         ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q6_K,
-                                           DType::Q5_1, DType::Q5_0, DType::Q5_K, DType::Q4_1, DType::Q4_0,
-                                           DType::Q4_K, DType::Q3_K, DType::Q2_K),
-                         [](const ::testing::TestParamInfo<DType>& i) { return std::string(dtype_name(i.param)); });
+                         ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0,
+                                           DType::Q6_K, DType::Q5_1, DType::Q5_0, DType::Q5_K,
+                                           DType::Q4_1, DType::Q4_0, DType::Q4_K, DType::Q3_K,
+                                           DType::Q2_K),
+                         [](const ::testing::TestParamInfo<DType>& i) {
+                           return std::string(dtype_name(i.param));
+                         });
 
 }  // namespace

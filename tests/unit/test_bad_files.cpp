@@ -52,7 +52,8 @@ Bytes gguf_header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
 }
 
 // One tensor info.
-void tensor_info(Bytes& x, const std::string& name, std::vector<uint64_t> dims, uint32_t type, uint64_t off) {
+void tensor_info(Bytes& x, const std::string& name, std::vector<uint64_t> dims, uint32_t type,
+                 uint64_t off) {
   x.str(name).put<uint32_t>(static_cast<uint32_t>(dims.size()));
   for (uint64_t d : dims) x.put<uint64_t>(d);
   x.put<uint32_t>(type).put<uint64_t>(off);
@@ -95,13 +96,15 @@ void expect_error(const std::string& path, F fn, const std::string& want = "") {
 }
 
 void expect_load_error(const std::string& path, const std::string& want = "") {
-  expect_error(path, [&] { io::load_model_file(path); }, want);
+  expect_error(
+      path, [&] { io::load_model_file(path); }, want);
 }
 
 void expect_gguf_error(const test::TempDir& dir, const std::string& name, const std::string& bytes,
                        const std::string& want = "") {
   const std::string p = write(dir, name, bytes);
-  expect_error(p, [&] { gguf::GgufFile::open(p); }, want);
+  expect_error(
+      p, [&] { gguf::GgufFile::open(p); }, want);
   expect_load_error(p);
 }
 
@@ -185,7 +188,11 @@ TEST(BadFile, GgufArrayBombs) {
   expect_gguf_error(dir, "nested.gguf", nest.b, "nested");
   // An array claiming 2^40 u32 elements in a tiny file.
   Bytes big = gguf_header(0, 1);
-  big.str("big").put<uint32_t>(kArray).put<uint32_t>(kU32).put<uint64_t>(uint64_t{1} << 40).put<uint32_t>(1);
+  big.str("big")
+      .put<uint32_t>(kArray)
+      .put<uint32_t>(kU32)
+      .put<uint64_t>(uint64_t{1} << 40)
+      .put<uint32_t>(1);
   expect_gguf_error(dir, "bigarray.gguf", big.b, "past end");
   // An array of 2^30 strings (each at least 8 bytes).
   Bytes strs = gguf_header(0, 1);
@@ -207,8 +214,8 @@ TEST(BadFile, GgufArrayBombs) {
 }
 
 // A one-tensor file with the given info; data is 256 zero bytes after 32-byte alignment.
-std::string one_tensor(std::vector<uint64_t> dims, uint32_t type, uint64_t off, const std::string& name = "t",
-                       uint32_t alignment = 0) {
+std::string one_tensor(std::vector<uint64_t> dims, uint32_t type, uint64_t off,
+                       const std::string& name = "t", uint32_t alignment = 0) {
   Bytes x = gguf_header(1, alignment ? 1 : 0);
   if (alignment) x.str("general.alignment").put<uint32_t>(kU32).put<uint32_t>(alignment);
   tensor_info(x, name, dims, type, off);
@@ -219,13 +226,15 @@ std::string one_tensor(std::vector<uint64_t> dims, uint32_t type, uint64_t off, 
 
 TEST(BadFile, GgufBadTensorInfos) {
   test::TempDir dir;
-  expect_gguf_error(dir, "ok-check.gguf", one_tensor({8}, 0, 0).substr(0, 10));  // sanity: truncated
+  expect_gguf_error(dir, "ok-check.gguf",
+                    one_tensor({8}, 0, 0).substr(0, 10));  // sanity: truncated
   EXPECT_NO_THROW(gguf::GgufFile::open(write(dir, "ok1.gguf", one_tensor({8}, 0, 0))));
   expect_gguf_error(dir, "type99.gguf", one_tensor({8}, 99, 0), "type");
   expect_gguf_error(dir, "type4.gguf", one_tensor({32}, 4, 0), "type");  // removed Q4_2
   expect_gguf_error(dir, "pastend.gguf", one_tensor({8}, 0, 256), "past end");
   expect_gguf_error(dir, "bigdata.gguf", one_tensor({1000}, 0, 0), "past end");
-  expect_gguf_error(dir, "hugeoff.gguf", one_tensor({8}, 0, ~uint64_t{0} & ~uint64_t{31}), "past end");
+  expect_gguf_error(dir, "hugeoff.gguf", one_tensor({8}, 0, ~uint64_t{0} & ~uint64_t{31}),
+                    "past end");
   expect_gguf_error(dir, "misaligned.gguf", one_tensor({8}, 0, 4), "aligned");
   expect_gguf_error(dir, "align3.gguf", one_tensor({8}, 0, 0, "t", 3), "alignment");
   expect_gguf_error(dir, "align0.gguf", one_tensor({8}, 0, 0, "t", 0xffffffffu), "alignment");
@@ -285,19 +294,37 @@ TEST(BadFile, SafetensorsCorruptHeaders) {
     z.put<uint64_t>(0);
     st("zerolen", z.b, "header length");
   }
-  st("overlap", safetensors_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-                                 R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})", 24), "overlap");
-  st("sizemismatch", safetensors_file(R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}})", 32), "need");
-  st("reversed", safetensors_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[16,0]}})", 16), "reversed");
-  st("pastend", safetensors_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8), "past end");
-  st("hugeoff", safetensors_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551615]}})", 8), "past end");
-  st("dtype", safetensors_file(R"({"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})", 4), "dtype");
-  st("negshape", safetensors_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "shape");
-  st("floatshape", safetensors_file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4), "shape");
-  st("hugeshape", safetensors_file(R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}})", 4));
+  st("overlap",
+     safetensors_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                      R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
+                      24),
+     "overlap");
+  st("sizemismatch",
+     safetensors_file(R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}})", 32), "need");
+  st("reversed", safetensors_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[16,0]}})", 16),
+     "reversed");
+  st("pastend", safetensors_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8),
+     "past end");
+  st("hugeoff",
+     safetensors_file(
+         R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551615]}})",
+         8),
+     "past end");
+  st("dtype", safetensors_file(R"({"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})", 4),
+     "dtype");
+  st("negshape", safetensors_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+     "shape");
+  st("floatshape",
+     safetensors_file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4), "shape");
+  st("hugeshape",
+     safetensors_file(
+         R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}})", 4));
   st("nooffsets", safetensors_file(R"({"a":{"dtype":"F32","shape":[1]}})", 4), "data_offsets");
-  st("dupname", safetensors_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                                 R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "duplicate");
+  st("dupname",
+     safetensors_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                      R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                      8),
+     "duplicate");
   st("metadata", safetensors_file(R"({"__metadata__":{"k":1}})", 0), "__metadata__");
   st("deep", safetensors_file(std::string(5000, '[') + std::string(5000, ']'), 0), "nested");
   st("entry", safetensors_file(R"({"a":5})", 0), "entry");
@@ -313,32 +340,45 @@ TEST(BadFile, HfDirectoryFaults) {
   EXPECT_NO_THROW(io::load_model_file(dir.file("hf")));
   auto with_config = [&](const std::string& text, const std::string& want) {
     write(dir, "hf/config.json", text);
-    expect_error(cfg_path, [&] { io::load_model_file(dir.file("hf")); }, want);
+    expect_error(
+        cfg_path, [&] { io::load_model_file(dir.file("hf")); }, want);
   };
   with_config("{not json", "JSON");
   with_config(R"({"architectures":["GPT2LMHeadModel"]})", "unsupported architecture");
   with_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":64})", "intermediate_size");
   with_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":-64,"intermediate_size":172,)"
-              R"("num_hidden_layers":5,"num_attention_heads":8})", "hidden_size");
+              R"("num_hidden_layers":5,"num_attention_heads":8})",
+              "hidden_size");
   with_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
-              R"("num_hidden_layers":5,"num_attention_heads":0})", "num_attention_heads");
+              R"("num_hidden_layers":5,"num_attention_heads":0})",
+              "num_attention_heads");
   with_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
-              R"("num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":3})", "num_key_value_heads");
-  with_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
-              R"("num_hidden_layers":5,"num_attention_heads":8,"rope_scaling":{"rope_type":"dynamic","factor":2}})",
-              "rope_scaling");
-  // Fewer layers in the config than in the weights: the extra tensors are an error naming the shard.
-  write(dir, "hf/config.json", R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
-                               R"("num_hidden_layers":4,"num_attention_heads":8,"num_key_value_heads":4})");
-  expect_error(dir.file("hf/model.safetensors"), [&] { io::load_model_file(dir.file("hf")); }, "layer 4");
+              R"("num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":3})",
+              "num_key_value_heads");
+  with_config(
+      R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
+      R"("num_hidden_layers":5,"num_attention_heads":8,"rope_scaling":{"rope_type":"dynamic","factor":2}})",
+      "rope_scaling");
+  // Fewer layers in the config than in the weights: the extra tensors are an error naming the
+  // shard.
+  write(dir, "hf/config.json",
+        R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
+        R"("num_hidden_layers":4,"num_attention_heads":8,"num_key_value_heads":4})");
+  expect_error(
+      dir.file("hf/model.safetensors"), [&] { io::load_model_file(dir.file("hf")); }, "layer 4");
   // Wrong head count for the Q rows.
-  write(dir, "hf/config.json", R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
-                               R"("num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":2})");
-  expect_error(dir.file("hf/model.safetensors"), [&] { io::load_model_file(dir.file("hf")); }, "rows");
+  write(dir, "hf/config.json",
+        R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,)"
+        R"("num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":2})");
+  expect_error(
+      dir.file("hf/model.safetensors"), [&] { io::load_model_file(dir.file("hf")); }, "rows");
   write(dir, "hf/config.json", cfg);
   // An index pointing outside the directory.
-  write(dir, "hf/model.safetensors.index.json", R"({"weight_map":{"lm_head.weight":"../x.safetensors"}})");
-  expect_error(dir.file("hf/model.safetensors.index.json"), [&] { io::load_model_file(dir.file("hf")); }, "file name");
+  write(dir, "hf/model.safetensors.index.json",
+        R"({"weight_map":{"lm_head.weight":"../x.safetensors"}})");
+  expect_error(
+      dir.file("hf/model.safetensors.index.json"), [&] { io::load_model_file(dir.file("hf")); },
+      "file name");
 }
 
 TEST(BadFile, Llama2cFaults) {
@@ -352,7 +392,9 @@ TEST(BadFile, Llama2cFaults) {
     expect_load_error(write(dir, name, llama2c_header(h) + std::string(4096, '\0')), want);
     // Parsing from memory gives the same verdict.
     std::string b = llama2c_header(h) + std::string(4096, '\0');
-    expect_error(name, [&] { llama2c::parse(reinterpret_cast<const uint8_t*>(b.data()), b.size(), name); }, want);
+    expect_error(
+        name, [&] { llama2c::parse(reinterpret_cast<const uint8_t*>(b.data()), b.size(), name); },
+        want);
   };
   hdr("negdim.bin", {-64, 172, 5, 8, 4, 512, 512}, "dim");
   hdr("zerodim.bin", {0, 172, 5, 8, 4, 512, 512}, "dim");

@@ -25,12 +25,14 @@ const char* kLlama2 =
 const char* kLlama3 =
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
     "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
-    "trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif "
+    "trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% "
+    "endif "
     "%}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
 const char* kQwen2 =
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
-    "'<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' "
+    "'<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif "
+    "%}{{'<|im_start|>' "
     "+ message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if "
     "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const char* kMistral =
@@ -94,16 +96,19 @@ TEST(ChatTemplate, DetectsEachFamily) {
   EXPECT_EQ(detect_chat_family(kZephyr), ChatFamily::Zephyr);
   EXPECT_EQ(detect_chat_family(kGemma), ChatFamily::Gemma);
   EXPECT_EQ(detect_chat_family(""), std::nullopt);
-  EXPECT_EQ(detect_chat_family("{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}"),
+  EXPECT_EQ(detect_chat_family(
+                "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}"),
             std::nullopt);
   // Mistral v0.3-style templates render "[INST]" without spaces: not claimed.
-  EXPECT_EQ(detect_chat_family("{{ '[AVAILABLE_TOOLS] ' }}{{ '[INST]' + message['content'] + '[/INST]' }}"),
+  EXPECT_EQ(detect_chat_family(
+                "{{ '[AVAILABLE_TOOLS] ' }}{{ '[INST]' + message['content'] + '[/INST]' }}"),
             std::nullopt);
 }
 
 TEST(ChatTemplate, FamilyNamesRoundTrip) {
-  for (ChatFamily f : {ChatFamily::Llama2, ChatFamily::Llama3, ChatFamily::ChatML, ChatFamily::Mistral,
-                       ChatFamily::Phi3, ChatFamily::Zephyr, ChatFamily::Gemma}) {
+  for (ChatFamily f :
+       {ChatFamily::Llama2, ChatFamily::Llama3, ChatFamily::ChatML, ChatFamily::Mistral,
+        ChatFamily::Phi3, ChatFamily::Zephyr, ChatFamily::Gemma}) {
     EXPECT_EQ(chat_family_from_name(chat_family_name(f)), f);
   }
   EXPECT_STREQ(chat_family_name(ChatFamily::ChatML), "chatml");
@@ -113,8 +118,10 @@ TEST(ChatTemplate, FamilyNamesRoundTrip) {
 TEST(ChatTemplate, RendersEachFamilyExactly) {
   const std::vector<Expected> cases = {
       {ChatFamily::Llama2, "<s>", "</s>",
-       "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! </s><s>[INST] What is 2+2? [/INST]",
-       "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! </s><s>[INST] What is 2+2? [/INST]"},
+       "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! </s><s>[INST] What "
+       "is 2+2? [/INST]",
+       "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! </s><s>[INST] What "
+       "is 2+2? [/INST]"},
       {ChatFamily::Llama3, "<|begin_of_text|>", "<|eot_id|>",
        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
        "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
@@ -135,9 +142,11 @@ TEST(ChatTemplate, RendersEachFamilyExactly) {
        "<s> [INST] You are terse.\n\nHi there [/INST]  Hello! </s> [INST] What is 2+2? [/INST]",
        "<s> [INST] You are terse.\n\nHi there [/INST]  Hello! </s> [INST] What is 2+2? [/INST]"},
       {ChatFamily::Phi3, "<s>", "<|endoftext|>",
-       "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n Hello! <|end|>\n"
+       "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n Hello! "
+       "<|end|>\n"
        "<|user|>\nWhat is 2+2?<|end|>\n<|endoftext|>",
-       "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n Hello! <|end|>\n"
+       "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n Hello! "
+       "<|end|>\n"
        "<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n"},
       {ChatFamily::Zephyr, "<s>", "</s>",
        "<|system|>\nYou are terse.</s>\n<|user|>\nHi there</s>\n<|assistant|>\n Hello! </s>\n"
@@ -148,7 +157,8 @@ TEST(ChatTemplate, RendersEachFamilyExactly) {
        "<bos><start_of_turn>user\nYou are terse.\n\nHi there<end_of_turn>\n<start_of_turn>model\n"
        "Hello!<end_of_turn>\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n",
        "<bos><start_of_turn>user\nYou are terse.\n\nHi there<end_of_turn>\n<start_of_turn>model\n"
-       "Hello!<end_of_turn>\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"},
+       "Hello!<end_of_turn>\n<start_of_turn>user\nWhat is "
+       "2+2?<end_of_turn>\n<start_of_turn>model\n"},
   };
   for (const Expected& e : cases) {
     SCOPED_TRACE(chat_family_name(e.family));
@@ -159,18 +169,22 @@ TEST(ChatTemplate, RendersEachFamilyExactly) {
 
 TEST(ChatTemplate, RendersWithoutSystemMessage) {
   const std::vector<ChatMessage> chat = {{"user", "  Hi  "}};
-  EXPECT_EQ(apply_chat_template(ChatFamily::Llama2, chat, true, "<s>", "</s>"), "<s>[INST] Hi [/INST]");
-  EXPECT_EQ(apply_chat_template(ChatFamily::Mistral, chat, true, "<s>", "</s>"), "<s> [INST]   Hi   [/INST]");
+  EXPECT_EQ(apply_chat_template(ChatFamily::Llama2, chat, true, "<s>", "</s>"),
+            "<s>[INST] Hi [/INST]");
+  EXPECT_EQ(apply_chat_template(ChatFamily::Mistral, chat, true, "<s>", "</s>"),
+            "<s> [INST]   Hi   [/INST]");
   EXPECT_EQ(apply_chat_template(ChatFamily::Gemma, chat, true, "<bos>", "<eos>"),
             "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
   // Phi-3.5 skips an empty system message.
-  EXPECT_EQ(apply_chat_template(ChatFamily::Phi3, {{"system", ""}, {"user", "Hi"}}, true, "<s>", "<|endoftext|>"),
+  EXPECT_EQ(apply_chat_template(ChatFamily::Phi3, {{"system", ""}, {"user", "Hi"}}, true, "<s>",
+                                "<|endoftext|>"),
             "<|user|>\nHi<|end|>\n<|assistant|>\n");
 }
 
 TEST(ChatTemplate, TemplateStringOverloadDetects) {
-  EXPECT_EQ(apply_chat_template(kLlama3, kChat, true, "<|begin_of_text|>", "<|eot_id|>"),
-            apply_chat_template(ChatFamily::Llama3, kChat, true, "<|begin_of_text|>", "<|eot_id|>"));
+  EXPECT_EQ(
+      apply_chat_template(kLlama3, kChat, true, "<|begin_of_text|>", "<|eot_id|>"),
+      apply_chat_template(ChatFamily::Llama3, kChat, true, "<|begin_of_text|>", "<|eot_id|>"));
   EXPECT_EQ(apply_chat_template(kZephyr, kChat, false, "<s>", "</s>"),
             apply_chat_template(ChatFamily::Zephyr, kChat, false, "<s>", "</s>"));
 }
@@ -180,16 +194,18 @@ TEST(ChatTemplate, UnknownTemplateIsAnError) {
     apply_chat_template("{{ messages[0]['content'] }}", kChat, true, "<s>", "</s>");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "unsupported chat template (not one of: llama2, llama3, chatml, mistral, phi3, zephyr, "
-              "gemma); pass --chat-template NAME");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "unsupported chat template (not one of: llama2, llama3, chatml, mistral, phi3, zephyr, "
+        "gemma); pass --chat-template NAME");
   }
 }
 
 TEST(ChatTemplate, BadRoleIsAnError) {
   const std::vector<ChatMessage> bad = {{"user", "hi"}, {"tool", "42"}};
-  for (ChatFamily f : {ChatFamily::Llama2, ChatFamily::Llama3, ChatFamily::ChatML, ChatFamily::Mistral,
-                       ChatFamily::Phi3, ChatFamily::Zephyr, ChatFamily::Gemma}) {
+  for (ChatFamily f :
+       {ChatFamily::Llama2, ChatFamily::Llama3, ChatFamily::ChatML, ChatFamily::Mistral,
+        ChatFamily::Phi3, ChatFamily::Zephyr, ChatFamily::Gemma}) {
     try {
       apply_chat_template(f, bad, true, "<s>", "</s>");
       ADD_FAILURE() << "no error for " << chat_family_name(f);

@@ -42,8 +42,8 @@ TEST(Gguf, WriterRoundTripIsBitIdentical) {
   w.set("f64", gguf::Value::f64(1e-300));
   w.set("b", gguf::Value::boolean(true));
   w.set("s", gguf::Value::string("héllo"));
-  w.set("nested", gguf::Value::array(gguf::ValueType::ARRAY,
-                                     {gguf::Value::i32s({1, 2, 3}), gguf::Value::strings({"a", ""})}));
+  w.set("nested", gguf::Value::array(gguf::ValueType::ARRAY, {gguf::Value::i32s({1, 2, 3}),
+                                                              gguf::Value::strings({"a", ""})}));
   w.set("general.alignment", gguf::Value::u32(64));
   std::vector<float> a(96), b(33);
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f;
@@ -90,14 +90,16 @@ TEST(Gguf, RewritingARealModelIsBitIdentical) {
     EXPECT_EQ(g.tensors()[i].offset, f.tensors()[i].offset);
     EXPECT_EQ(std::memcmp(g.tensors()[i].data, f.tensors()[i].data, f.tensors()[i].nbytes), 0);
   }
-  EXPECT_EQ(test::read_text_file(test::testdata("models/tiny-llama-Q4_K_M.gguf")).substr(0, g.data_offset()),
+  EXPECT_EQ(test::read_text_file(test::testdata("models/tiny-llama-Q4_K_M.gguf"))
+                .substr(0, g.data_offset()),
             test::read_text_file(dir.file("copy.gguf")).substr(0, g.data_offset()));
 }
 
 TEST(Gguf, TruncatedFileIsAnErrorNamingTheFile) {
   test::TempDir dir;
   std::string bytes = test::read_text_file(test::testdata("models/stories260K.gguf"));
-  for (size_t cut : {size_t(0), size_t(3), size_t(10), size_t(30), size_t(1000), bytes.size() - 1}) {
+  for (size_t cut :
+       {size_t(0), size_t(3), size_t(10), size_t(30), size_t(1000), bytes.size() - 1}) {
     std::string p = dir.file("t.gguf");
     std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
     try {

@@ -46,9 +46,10 @@ TEST(Llama2c, MatchesStoriesGgufBitForBit) {
     ASSERT_EQ(t.nbytes, u->nbytes) << t.name;
     EXPECT_EQ(std::memcmp(t.data, u->data, t.nbytes), 0) << t.name;
   }
-  for (const char* k : {"llama.context_length", "llama.embedding_length", "llama.block_count",
-                        "llama.feed_forward_length", "llama.attention.head_count",
-                        "llama.attention.head_count_kv", "llama.rope.dimension_count", "llama.vocab_size"}) {
+  for (const char* k :
+       {"llama.context_length", "llama.embedding_length", "llama.block_count",
+        "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv",
+        "llama.rope.dimension_count", "llama.vocab_size"}) {
     ASSERT_NE(a.find(k), nullptr) << k;
     ASSERT_NE(b.find(k), nullptr) << k;
     EXPECT_EQ(a.find(k)->as_int(k), b.find(k)->as_int(k)) << k;
@@ -80,8 +81,8 @@ TEST(Llama2c, VocabOfWrongSizeIsRejected) {
 // dim 4, hidden 6, 1 layer, 2 heads, 1 kv head, vocab -3 (untied), seq_len 2.
 TEST(Llama2c, UntiedClassifierAndLayoutOffsets) {
   const size_t dim = 4, hid = 6, V = 3, kv = 2, seq = 2, head = 2;
-  const size_t n = V * dim + dim + dim * dim + 2 * kv * dim + dim * dim + dim + 3 * hid * dim + dim +
-                   seq * head + V * dim;
+  const size_t n = V * dim + dim + dim * dim + 2 * kv * dim + dim * dim + dim + 3 * hid * dim +
+                   dim + seq * head + V * dim;
   auto buf = make_checkpoint({4, 6, 1, 2, 1, -3, 2}, n);
   io::ModelFile m = llama2c::parse(buf.data(), buf.size(), "tiny.bin");
   ASSERT_NE(m.find_tensor("output.weight"), nullptr);

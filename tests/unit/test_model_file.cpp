@@ -31,7 +31,8 @@ TEST(ModelFile, SetReplacesAndAddOwnedTensorValidates) {
   ASSERT_NE(m.find_tensor("t"), nullptr);
   EXPECT_EQ(m.owned.size(), 1u);
   EXPECT_THROW(m.add_owned_tensor("u", DType::F32, {3}, std::vector<uint8_t>(8)), Error);
-  EXPECT_THROW(m.add_owned_tensor("q", DType::Q4_0, {16}, std::vector<uint8_t>(18)), Error);  // not a block multiple
+  EXPECT_THROW(m.add_owned_tensor("q", DType::Q4_0, {16}, std::vector<uint8_t>(18)),
+               Error);  // not a block multiple
 }
 
 // llama2.c -> GGUF -> load: same metadata and the same tensor bytes.

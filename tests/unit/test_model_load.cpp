@@ -32,6 +32,8 @@ void expect_error(io::ModelFile m, const std::string& needle) {
     ADD_FAILURE() << "no error, wanted one mentioning " << needle;
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("synth: ", 0), 0u)
+        << "error must name the file: " << e.what();
   }
 }
 
@@ -86,8 +88,10 @@ TEST(ModelLoad, HeadsNotDividingKvHeads) {
 }
 
 TEST(ModelLoad, AbsurdHyperparameters) {
-  for (auto [key, val] : std::vector<std::pair<std::string, uint32_t>>{
-           {"llama.block_count", 0}, {"llama.attention.head_count", 0}, {"llama.embedding_length", 0}}) {
+  for (auto [key, val] :
+       std::vector<std::pair<std::string, uint32_t>>{{"llama.block_count", 0},
+                                                     {"llama.attention.head_count", 0},
+                                                     {"llama.embedding_length", 0}}) {
     auto m = tiny();
     m.set(key, gguf::Value::u32(val));
     expect_error(std::move(m), key);
@@ -127,7 +131,8 @@ TEST(ModelLoad, SynthIsDeterministicAcrossThreadCounts) {
   auto b = model::synth_model(c, p2);
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
   for (size_t i = 0; i < a.tensors.size(); ++i)
-    ASSERT_EQ(0, std::memcmp(a.tensors[i].data, b.tensors[i].data, a.tensors[i].nbytes)) << a.tensors[i].name;
+    ASSERT_EQ(0, std::memcmp(a.tensors[i].data, b.tensors[i].data, a.tensors[i].nbytes))
+        << a.tensors[i].name;
 }
 
 }  // namespace

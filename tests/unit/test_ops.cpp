@@ -31,7 +31,7 @@ TEST(Half, RoundTripsAndRounds) {
   EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f)), 1.0f);
   EXPECT_EQ(f16_to_f32(f32_to_f16(-2.5f)), -2.5f);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);          // overflow -> inf
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);           // overflow -> inf
   EXPECT_EQ(f32_to_f16(5.9604645e-8f), 0x0001);  // smallest subnormal
   EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(NAN))));
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);  // tie -> even

@@ -81,12 +81,15 @@ TEST(QuantTable, RowsAndActivationTypesMirrorGgml) {
   }
   EXPECT_EQ(quant_kernels(DType::F32).vec_dot_type, DType::F32);
   EXPECT_EQ(quant_kernels(DType::F16).vec_dot_type, DType::F16);
-  EXPECT_EQ(quant_kernels(DType::BF16).vec_dot_type, DType::F32);  // bf16 weights dot f32 activations (quant_float.cpp)
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0}) EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_0);
+  EXPECT_EQ(quant_kernels(DType::BF16).vec_dot_type,
+            DType::F32);  // bf16 weights dot f32 activations (quant_float.cpp)
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0})
+    EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_0);
   for (DType t : {DType::Q4_1, DType::Q5_1}) EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_1);
   for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     EXPECT_EQ(quant_kernels(t).vec_dot_type, DType::Q8_K);
-  for (DType t : kAllTypes) EXPECT_EQ(kernel_block_size(t), dtype_layout(t).block_size) << dtype_name(t);
+  for (DType t : kAllTypes)
+    EXPECT_EQ(kernel_block_size(t), dtype_layout(t).block_size) << dtype_name(t);
   EXPECT_FALSE(has_quant_kernels(DType::I32));
   EXPECT_THROW(quant_kernels(DType::I32), Error);
 }
@@ -120,9 +123,9 @@ TEST(QuantRoundTrip, ErrorWithinBoundForBitWidth) {
     DType t;
     double max_rel;
   };
-  const Bound bounds[] = {{DType::F32, 0.0},     {DType::F16, 4e-4},   {DType::BF16, 3e-3},
-                          {DType::Q8_0, 6e-3},   {DType::Q8_1, 6e-3},  {DType::Q8_K, 8e-3},
-                          {DType::Q6_K, 2.0e-2}, {DType::Q5_0, 5e-2},  {DType::Q5_1, 5e-2},
+  const Bound bounds[] = {{DType::F32, 0.0},     {DType::F16, 4e-4},    {DType::BF16, 3e-3},
+                          {DType::Q8_0, 6e-3},   {DType::Q8_1, 6e-3},   {DType::Q8_K, 8e-3},
+                          {DType::Q6_K, 2.0e-2}, {DType::Q5_0, 5e-2},   {DType::Q5_1, 5e-2},
                           {DType::Q5_K, 4.0e-2}, {DType::Q4_0, 1.1e-1}, {DType::Q4_1, 1.0e-1},
                           {DType::Q4_K, 8.5e-2}, {DType::Q3_K, 1.9e-1}, {DType::Q2_K, 3.6e-1}};
   const int64_t n = 16 * 256;
@@ -141,7 +144,8 @@ TEST(QuantRoundTrip, SkewedRowsWithOutliers) {
   std::vector<float> x = gaussian(n, 11, 0.02f);
   for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] += (i / 256 % 2) ? 0.05f : -0.01f;
   for (int64_t i = 0; i < n; i += 97) x[static_cast<size_t>(i)] *= 25.0f;
-  const double worst[] = {0, 4e-4, 3e-3, 1.5e-2, 1.5e-2, 3e-2, 4.5e-2, 1.3e-1, 6e-2, 5.5e-2, 2e-1, 1.4e-1, 1.3e-1, 1.6e-1, 2.2e-1};
+  const double worst[] = {0,    4e-4,   3e-3, 1.5e-2, 1.5e-2, 3e-2,   4.5e-2, 1.3e-1,
+                          6e-2, 5.5e-2, 2e-1, 1.4e-1, 1.3e-1, 1.6e-1, 2.2e-1};
   const DType order[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q8_1,
                          DType::Q8_K, DType::Q6_K, DType::Q5_0, DType::Q5_1, DType::Q5_K,
                          DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q3_K, DType::Q2_K};
@@ -164,7 +168,8 @@ TEST(QuantRoundTrip, PassesGgmlTestQuantizeFnsThresholds) {
     x2[static_cast<size_t>(i)] = 0.1f + 2.0f * std::cos(static_cast<float>(i) + 1.0f);
   }
   double exact_dot = 0;
-  for (int64_t i = 0; i < n; ++i) exact_dot += static_cast<double>(x[static_cast<size_t>(i)]) * x2[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < n; ++i)
+    exact_dot += static_cast<double>(x[static_cast<size_t>(i)]) * x2[static_cast<size_t>(i)];
   for (DType t : kAllTypes) {
     if (!dtype_layout(t).quantized || !dtype_layout(t).storage) continue;
     const bool low_bit = t == DType::Q2_K || t == DType::Q3_K;
@@ -180,7 +185,8 @@ TEST(QuantRoundTrip, PassesGgmlTestQuantizeFnsThresholds) {
     const QuantKernels& k = quant_kernels(t);
     const std::vector<uint8_t> a = quantize(k.vec_dot_type, x2);
     const double dot = k.vec_dot(n, q.data(), a.data());
-    EXPECT_LT(std::fabs(dot - exact_dot) / static_cast<double>(n), low_bit ? 0.04 : 0.02) << dtype_name(t);
+    EXPECT_LT(std::fabs(dot - exact_dot) / static_cast<double>(n), low_bit ? 0.04 : 0.02)
+        << dtype_name(t);
   }
 }
 
@@ -195,11 +201,13 @@ TEST(QuantVecDot, MatchesDotOfDequantisedOperands) {
       std::vector<float> wv = gaussian(n, 100 + seed), av = gaussian(n, 200 + seed, 3.0f);
       for (float& v : wv) v += 0.3f;  // a non-zero mean exercises mins and Q8_1's s
       const std::vector<uint8_t> wq = quantize(t, wv), aq = quantize(k.vec_dot_type, av);
-      const std::vector<float> wd = dequantize(t, wq.data(), n), ad = dequantize(k.vec_dot_type, aq.data(), n);
+      const std::vector<float> wd = dequantize(t, wq.data(), n),
+                               ad = dequantize(k.vec_dot_type, aq.data(), n);
       double ref = 0, mag = 0;
       for (int64_t i = 0; i < n; ++i) {
         ref += static_cast<double>(wd[static_cast<size_t>(i)]) * ad[static_cast<size_t>(i)];
-        mag += std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * ad[static_cast<size_t>(i)]);
+        mag +=
+            std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * ad[static_cast<size_t>(i)]);
       }
       const double got = k.vec_dot(n, wq.data(), aq.data());
       const bool uses_s = t == DType::Q4_1 || t == DType::Q5_1;
@@ -215,7 +223,8 @@ TEST(QuantVecDot, Q4_1AndQ5_1OffsetTermIsExactForIntegerActivations) {
   std::mt19937 rng(77);
   std::uniform_int_distribution<int> q(-20, 20);
   std::vector<float> av(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) av[static_cast<size_t>(i)] = i % 32 == 5 ? 127.0f : static_cast<float>(q(rng));
+  for (int64_t i = 0; i < n; ++i)
+    av[static_cast<size_t>(i)] = i % 32 == 5 ? 127.0f : static_cast<float>(q(rng));
   std::vector<float> wv = gaussian(n, 78);
   for (float& v : wv) v += 1.5f;
   for (DType t : {DType::Q4_1, DType::Q5_1}) {
@@ -224,9 +233,11 @@ TEST(QuantVecDot, Q4_1AndQ5_1OffsetTermIsExactForIntegerActivations) {
     double ref = 0, mag = 0;
     for (int64_t i = 0; i < n; ++i) {
       ref += static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)];
-      mag += std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)]);
+      mag +=
+          std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)]);
     }
-    EXPECT_NEAR(quant_kernels(t).vec_dot(n, wq.data(), aq.data()), ref, 1e-5 * mag) << dtype_name(t);
+    EXPECT_NEAR(quant_kernels(t).vec_dot(n, wq.data(), aq.data()), ref, 1e-5 * mag)
+        << dtype_name(t);
   }
 }
 
@@ -242,7 +253,8 @@ TEST(QuantVecDot, ActivationQuantisationErrorIsSmall) {
     double exact = 0, mag = 0;
     for (int64_t i = 0; i < n; ++i) {
       exact += static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)];
-      mag += std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)]);
+      mag +=
+          std::fabs(static_cast<double>(wd[static_cast<size_t>(i)]) * av[static_cast<size_t>(i)]);
     }
     EXPECT_NEAR(k.vec_dot(n, wq.data(), aq.data()), exact, 5e-3 * mag) << dtype_name(t);
   }
@@ -304,7 +316,8 @@ TEST(QuantWeighted, ImportanceShiftsErrorTowardsImportantElements) {
   }
 }
 
-// ---- activation quantisers: exactly ggml's reference ---------------------------------------------
+// ---- activation quantisers: exactly ggml's reference
+// ---------------------------------------------
 
 TEST(QuantActivations, Q8_0AndQ8_1FollowTheReferenceRounding) {
   std::vector<float> x(32);
@@ -365,7 +378,8 @@ TEST(QuantActivations, Q8_KMapsTheSignedMaximumToMinus127) {
   EXPECT_EQ(nearest_int(-126.6f), -127);
 }
 
-// ---- hand-built blocks pin the bit layouts -------------------------------------------------------
+// ---- hand-built blocks pin the bit layouts
+// -------------------------------------------------------
 
 TEST(QuantLayout, Q4_0LowNibblesAreElements0To15) {
   BlockQ4_0 b = zeroed<BlockQ4_0>();
@@ -415,7 +429,8 @@ TEST(QuantLayout, Q5_0AndQ5_1FifthBitsAreLittleEndianQh) {
   std::memcpy(c.qs, b.qs, 16);
   std::memcpy(c.qh, b.qh, 4);
   const std::vector<float> z = dequantize(DType::Q5_1, &c, 32);
-  for (int j = 0; j < 32; ++j) EXPECT_EQ(z[static_cast<size_t>(j)], 2.0f * (y[static_cast<size_t>(j)] + 16.0f) - 1.0f) << j;
+  for (int j = 0; j < 32; ++j)
+    EXPECT_EQ(z[static_cast<size_t>(j)], 2.0f * (y[static_cast<size_t>(j)] + 16.0f) - 1.0f) << j;
 }
 
 TEST(QuantLayout, Q8_0IsScaleThenSignedBytes) {
@@ -424,7 +439,8 @@ TEST(QuantLayout, Q8_0IsScaleThenSignedBytes) {
   raw[1] = 0x38;  // d = 0.5, little-endian f16
   for (int j = 0; j < 32; ++j) raw[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(j * 8 - 128));
   const std::vector<float> y = dequantize(DType::Q8_0, raw, 32);
-  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[static_cast<size_t>(j)], 0.5f * static_cast<float>(j * 8 - 128));
+  for (int j = 0; j < 32; ++j)
+    EXPECT_EQ(y[static_cast<size_t>(j)], 0.5f * static_cast<float>(j * 8 - 128));
 }
 
 TEST(QuantLayout, Q2_KScaleNibblesAndCrumbOrder) {
@@ -433,14 +449,18 @@ TEST(QuantLayout, Q2_KScaleNibblesAndCrumbOrder) {
   b.dmin = kF16Half;
   auto lo = [](int g) { return (g * 7 + 1) % 16; };
   for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(lo(j) | ((15 - j) << 4));
-  // element e: code (e * 7 + e / 64) % 4, stored in qs[32 * (e / 128) + e % 32] at bits 2 * ((e / 32) % 4)
+  // element e: code (e * 7 + e / 64) % 4, stored in qs[32 * (e / 128) + e % 32] at bits 2 * ((e /
+  // 32) % 4)
   auto code = [](int e) { return (e * 7 + e / 64) % 4; };
   for (int e = 0; e < 256; ++e)
-    b.qs[32 * (e / 128) + e % 32] = static_cast<uint8_t>(b.qs[32 * (e / 128) + e % 32] | (code(e) << (2 * ((e / 32) % 4))));
+    b.qs[32 * (e / 128) + e % 32] =
+        static_cast<uint8_t>(b.qs[32 * (e / 128) + e % 32] | (code(e) << (2 * ((e / 32) % 4))));
   const std::vector<float> y = dequantize(DType::Q2_K, &b, 256);
   for (int e = 0; e < 256; ++e) {
     const int g = e / 16;
-    EXPECT_EQ(y[static_cast<size_t>(e)], static_cast<float>(lo(g) * code(e)) - 0.5f * static_cast<float>(15 - g)) << e;
+    EXPECT_EQ(y[static_cast<size_t>(e)],
+              static_cast<float>(lo(g) * code(e)) - 0.5f * static_cast<float>(15 - g))
+        << e;
   }
 }
 
@@ -462,7 +482,8 @@ TEST(QuantLayout, Q3_KHmaskAndSignedScales) {
   auto low2 = [](int e) { return (e * 5 + 1) % 4; };
   auto high = [](int e) { return (e % 3) == 0; };
   for (int e = 0; e < 256; ++e) {
-    b.qs[32 * (e / 128) + e % 32] = static_cast<uint8_t>(b.qs[32 * (e / 128) + e % 32] | (low2(e) << (2 * ((e / 32) % 4))));
+    b.qs[32 * (e / 128) + e % 32] =
+        static_cast<uint8_t>(b.qs[32 * (e / 128) + e % 32] | (low2(e) << (2 * ((e / 32) % 4))));
     if (high(e)) b.hmask[e % 32] = static_cast<uint8_t>(b.hmask[e % 32] | (1 << (e / 32)));
   }
   const std::vector<float> y = dequantize(DType::Q3_K, &b, 256);
@@ -508,7 +529,9 @@ TEST(QuantLayout, Q4_KSixBitScalesAndNibbleOrder) {
   }
   const std::vector<float> y = dequantize(DType::Q4_K, &b, 256);
   for (int e = 0; e < 256; ++e)
-    EXPECT_EQ(y[static_cast<size_t>(e)], static_cast<float>(sc[e / 32] * code(e)) - 0.5f * static_cast<float>(mn[e / 32])) << e;
+    EXPECT_EQ(y[static_cast<size_t>(e)],
+              static_cast<float>(sc[e / 32] * code(e)) - 0.5f * static_cast<float>(mn[e / 32]))
+        << e;
   uint8_t sc8[8], mn8[8], repacked[12];
   for (int j = 0; j < 8; ++j) {
     sc8[j] = static_cast<uint8_t>(sc[j]);
@@ -530,7 +553,8 @@ TEST(QuantLayout, Q5_KHighBitsInterleaveByPairs) {
     b.qh[l] = static_cast<uint8_t>(b.qh[l] | ((code(e) >> 4) << (2 * p + hi)));
   }
   const std::vector<float> y = dequantize(DType::Q5_K, &b, 256);
-  for (int e = 0; e < 256; ++e) EXPECT_EQ(y[static_cast<size_t>(e)], static_cast<float>(code(e))) << e;
+  for (int e = 0; e < 256; ++e)
+    EXPECT_EQ(y[static_cast<size_t>(e)], static_cast<float>(code(e))) << e;
 }
 
 TEST(QuantLayout, Q6_KQlQhOrder) {
@@ -550,10 +574,13 @@ TEST(QuantLayout, Q6_KQlQhOrder) {
   }
   const std::vector<float> y = dequantize(DType::Q6_K, &b, 256);
   for (int e = 0; e < 256; ++e)
-    EXPECT_EQ(y[static_cast<size_t>(e)], 0.5f * static_cast<float>(b.scales[e / 16] * (code(e) - 32))) << e;
+    EXPECT_EQ(y[static_cast<size_t>(e)],
+              0.5f * static_cast<float>(b.scales[e / 16] * (code(e) - 32)))
+        << e;
 }
 
-// ---- f16 / bf16 ----------------------------------------------------------------------------------
+// ---- f16 / bf16
+// ----------------------------------------------------------------------------------
 
 TEST(QuantHalf, F16RoundsToNearestEvenWithSpecials) {
   auto h = [](float f) {
@@ -627,16 +654,20 @@ TEST(QuantHalf, F16DotUsesActivationsRoundedToF16) {
   const int64_t n = 1000;
   const std::vector<float> w = gaussian(n, 31), a = gaussian(n, 32);
   const std::vector<uint8_t> wq = quantize(DType::F16, w), aq = quantize(DType::F16, a);
-  const std::vector<float> wd = dequantize(DType::F16, wq.data(), n), ad = dequantize(DType::F16, aq.data(), n);
+  const std::vector<float> wd = dequantize(DType::F16, wq.data(), n),
+                           ad = dequantize(DType::F16, aq.data(), n);
   double ref = 0;
-  for (int64_t i = 0; i < n; ++i) ref += static_cast<double>(wd[static_cast<size_t>(i)]) * ad[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < n; ++i)
+    ref += static_cast<double>(wd[static_cast<size_t>(i)]) * ad[static_cast<size_t>(i)];
   EXPECT_NEAR(quant_kernels(DType::F16).vec_dot(n, wq.data(), aq.data()), ref, 1e-4);
   double ref32 = 0;
-  for (int64_t i = 0; i < n; ++i) ref32 += static_cast<double>(w[static_cast<size_t>(i)]) * a[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < n; ++i)
+    ref32 += static_cast<double>(w[static_cast<size_t>(i)]) * a[static_cast<size_t>(i)];
   EXPECT_NEAR(quant_kernels(DType::F32).vec_dot(n, w.data(), a.data()), ref32, 1e-4);
 }
 
-// ---- real GGUF tensors written by llama.cpp ------------------------------------------------------
+// ---- real GGUF tensors written by llama.cpp
+// ------------------------------------------------------
 
 namespace {
 std::vector<float> dequant_tensor(const gguf::TensorInfo& t) {
@@ -651,7 +682,8 @@ std::vector<float> dequant_tensor(const gguf::TensorInfo& t) {
 // error to O(1), so this is the check that our layouts are the files' layouts.
 TEST(QuantGguf, SameWeightsAgreeAcrossFileTypes) {
   const std::string dir = test::testdata("models/");
-  if (!std::filesystem::exists(dir + "tiny-llama-f16.gguf")) GTEST_SKIP() << "no test data at " << dir;
+  if (!std::filesystem::exists(dir + "tiny-llama-f16.gguf"))
+    GTEST_SKIP() << "no test data at " << dir;
   const gguf::GgufFile f16 = gguf::GgufFile::open(dir + "tiny-llama-f16.gguf");
   struct Other {
     const char* file;
@@ -685,14 +717,16 @@ TEST(QuantGguf, SameWeightsAgreeAcrossFileTypes) {
 // quality at least about as good as the one that wrote the file (per type, summed squared error).
 TEST(QuantGguf, RequantisingF16WeightsMatchesLlamaCpp) {
   const std::string dir = test::testdata("models/");
-  if (!std::filesystem::exists(dir + "tiny-llama-f16.gguf")) GTEST_SKIP() << "no test data at " << dir;
+  if (!std::filesystem::exists(dir + "tiny-llama-f16.gguf"))
+    GTEST_SKIP() << "no test data at " << dir;
   const gguf::GgufFile f16 = gguf::GgufFile::open(dir + "tiny-llama-f16.gguf");
   struct Stats {
     size_t same = 0, total = 0;
     double err_ours = 0, err_theirs = 0;  // sum over elements of squared error
   };
   std::map<DType, Stats> by_type;
-  for (const char* file : {"tiny-llama-Q8_0.gguf", "tiny-llama-Q4_0.gguf", "tiny-llama-Q6_K.gguf", "tiny-llama-Q4_K_M.gguf"}) {
+  for (const char* file : {"tiny-llama-Q8_0.gguf", "tiny-llama-Q4_0.gguf", "tiny-llama-Q6_K.gguf",
+                           "tiny-llama-Q4_K_M.gguf"}) {
     const gguf::GgufFile g = gguf::GgufFile::open(dir + file);
     for (const gguf::TensorInfo& t : g.tensors()) {
       if (t.shape.size() != 2) continue;
@@ -702,7 +736,8 @@ TEST(QuantGguf, RequantisingF16WeightsMatchesLlamaCpp) {
       Stats& s = by_type[t.type];
       for (size_t i = 0; i < ours.size(); ++i) s.same += ours[i] == t.data[i];
       s.total += ours.size();
-      const std::vector<float> yt = dequant_tensor(t), yo = dequantize(t.type, ours.data(), t.n_elements());
+      const std::vector<float> yt = dequant_tensor(t),
+                               yo = dequantize(t.type, ours.data(), t.n_elements());
       for (size_t i = 0; i < x.size(); ++i) {
         s.err_theirs += (static_cast<double>(yt[i]) - x[i]) * (static_cast<double>(yt[i]) - x[i]);
         s.err_ours += (static_cast<double>(yo[i]) - x[i]) * (static_cast<double>(yo[i]) - x[i]);

@@ -61,7 +61,8 @@ void expect_same_metadata(const io::ModelFile& a, const io::ModelFile& b) {
     } else if (v.type == gguf::ValueType::ARRAY) {
       ASSERT_EQ(v.arr.size(), u->arr.size()) << k;
       size_t bad = 0;
-      for (size_t i = 0; i < v.arr.size(); ++i) bad += v.arr[i].to_display() != u->arr[i].to_display();
+      for (size_t i = 0; i < v.arr.size(); ++i)
+        bad += v.arr[i].to_display() != u->arr[i].to_display();
       EXPECT_EQ(bad, 0u) << k << ": " << bad << " elements differ";
     }
   }
@@ -105,17 +106,20 @@ TEST(Safetensors, WriterRoundTripIsBitIdentical) {
   for (const auto& [k, v] : f.metadata()) w2.set_metadata(k, v);
   for (const auto& t : f.tensors()) w2.add_tensor(t.name, t.type, t.shape, t.data, t.nbytes);
   w2.write(dir.file("y.safetensors"));
-  EXPECT_EQ(test::read_text_file(dir.file("x.safetensors")), test::read_text_file(dir.file("y.safetensors")));
+  EXPECT_EQ(test::read_text_file(dir.file("x.safetensors")),
+            test::read_text_file(dir.file("y.safetensors")));
 }
 
 TEST(Safetensors, ParsesHandWrittenHeader) {
-  std::string hdr = R"({"__metadata__":{"k":"v"},"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]},)"
-                    R"("a":{"dtype":"I32","shape":[],"data_offsets":[0,4]}})";
+  std::string hdr =
+      R"({"__metadata__":{"k":"v"},"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]},)"
+      R"("a":{"dtype":"I32","shape":[],"data_offsets":[0,4]}})";
   std::string file(8, '\0');
   uint64_t n = hdr.size();
   std::memcpy(file.data(), &n, 8);
   file += hdr + std::string(8, '\x01');
-  auto f = st::SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "mem");
+  auto f =
+      st::SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "mem");
   ASSERT_EQ(f.tensors().size(), 2u);
   EXPECT_EQ(f.find("a")->shape.size(), 0u);
   EXPECT_EQ(f.find("a")->nbytes, 4u);
@@ -129,7 +133,8 @@ TEST(Safetensors, QkPermutationFollowsTheRopePairing) {
   EXPECT_EQ(g, (std::vector<uint8_t>{0, 2, 1, 3, 10, 12, 11, 13}));
   EXPECT_EQ(io::hf::permute_qk_rows(g.data(), 8, 1, 4, false), hf_rows);
   std::vector<uint8_t> hd8 = {0, 1, 2, 3, 4, 5, 6, 7};
-  EXPECT_EQ(io::hf::permute_qk_rows(hd8.data(), 8, 1, 8, true), (std::vector<uint8_t>{0, 4, 1, 5, 2, 6, 3, 7}));
+  EXPECT_EQ(io::hf::permute_qk_rows(hd8.data(), 8, 1, 8, true),
+            (std::vector<uint8_t>{0, 4, 1, 5, 2, 6, 3, 7}));
 }
 
 void hf_round_trip(const std::string& model, bool permuted) {
@@ -145,8 +150,10 @@ void hf_round_trip(const std::string& model, bool permuted) {
   expect_same_metadata(g, h);
   auto ta = tok::Tokenizer::from_metadata(g.metadata, "gguf");
   auto tb = tok::Tokenizer::from_metadata(h.metadata, "hf");
-  for (const char* text : {"In the beginning the engine read every weight from disk, and then it learned to batch requests.",
-                           "def quick_sort(items):\n    return sorted(items)  # {\"ok\": true}", " \xc3\xa9t\xc3\xa9  \xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80"})
+  for (const char* text : {"In the beginning the engine read every weight from disk, and then it "
+                           "learned to batch requests.",
+                           "def quick_sort(items):\n    return sorted(items)  # {\"ok\": true}",
+                           " \xc3\xa9t\xc3\xa9  \xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80"})
     EXPECT_EQ(ta->encode(text, true, true), tb->encode(text, true, true)) << text;
 
   // The file itself holds HF names, [out, in] shapes and (for llama) the half-split Q/K order.
@@ -166,8 +173,12 @@ void hf_round_trip(const std::string& model, bool permuted) {
   expect_same_tensors(g, s);
 }
 
-TEST(Safetensors, HfDirRoundTripTinyLlama) { hf_round_trip("tiny-llama-f16.gguf", true); }
-TEST(Safetensors, HfDirRoundTripTinyQwen2) { hf_round_trip("tiny-qwen2-f16.gguf", false); }
+TEST(Safetensors, HfDirRoundTripTinyLlama) {
+  hf_round_trip("tiny-llama-f16.gguf", true);
+}
+TEST(Safetensors, HfDirRoundTripTinyQwen2) {
+  hf_round_trip("tiny-qwen2-f16.gguf", false);
+}
 
 TEST(Safetensors, HfDirShardedWithIndex) {
   test::TempDir dir;
@@ -184,19 +195,22 @@ TEST(Safetensors, HfDirShardedWithIndex) {
   }
   w1.write(dir.file("hf/model-00001-of-00002.safetensors"));
   w2.write(dir.file("hf/model-00002-of-00002.safetensors"));
-  write_file(dir.file("hf/model.safetensors.index.json"), nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", wm}}.dump());
+  write_file(dir.file("hf/model.safetensors.index.json"),
+             nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", wm}}.dump());
   std::filesystem::remove(dir.file("hf/model.safetensors"));
   io::ModelFile h = io::load_model_file(dir.file("hf"));
   expect_same_tensors(g, h);
 
   // An index naming a tensor no shard holds is an error naming the index.
   wm["model.layers.0.mlp.extra.weight"] = "model-00001-of-00002.safetensors";
-  write_file(dir.file("hf/model.safetensors.index.json"), nlohmann::json{{"weight_map", wm}}.dump());
+  write_file(dir.file("hf/model.safetensors.index.json"),
+             nlohmann::json{{"weight_map", wm}}.dump());
   try {
     io::load_model_file(dir.file("hf"));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -267,7 +281,8 @@ TEST(Safetensors, WriteHfRejectsQuantizedTensors) {
     io::write_hf_dir(g, dir.file("hf"));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("holds f32, f16 or bf16 only"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("holds f32, f16 or bf16 only"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -275,7 +290,8 @@ TEST(Safetensors, WriteHfRejectsQuantizedTensors) {
 // reordering is undone exactly, so the f16 weights are the same bits).
 TEST(Safetensors, HfDirGivesSameLogitsAsGguf) {
   test::TempDir dir;
-  io::write_hf_dir(io::load_model_file(test::testdata("models/tiny-llama-f16.gguf")), dir.file("hf"));
+  io::write_hf_dir(io::load_model_file(test::testdata("models/tiny-llama-f16.gguf")),
+                   dir.file("hf"));
   auto a = model::Model::load(io::load_model_file(test::testdata("models/tiny-llama-f16.gguf")));
   auto b = model::Model::load(io::load_model_file(dir.file("hf")));
   ThreadPool pool(2);

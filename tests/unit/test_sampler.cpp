@@ -260,20 +260,48 @@ TEST(Sampler, ValidationNamesTheField) {
   };
   SamplingParams p;
   EXPECT_NO_THROW(p.validate(10));
-  p = {}; p.temperature = -0.1f; fails_with(p, "temperature");
-  p = {}; p.temperature = std::nanf(""); fails_with(p, "temperature");
-  p = {}; p.top_p = 0.0f; fails_with(p, "top_p");
-  p = {}; p.top_p = 1.01f; fails_with(p, "top_p");
-  p = {}; p.min_p = -0.01f; fails_with(p, "min_p");
-  p = {}; p.min_p = 1.5f; fails_with(p, "min_p");
-  p = {}; p.repeat_penalty = 0.0f; fails_with(p, "repeat_penalty");
-  p = {}; p.repeat_last_n = -2; fails_with(p, "repeat_last_n");
-  p = {}; p.frequency_penalty = std::numeric_limits<float>::infinity(); fails_with(p, "frequency_penalty");
-  p = {}; p.presence_penalty = std::nanf(""); fails_with(p, "presence_penalty");
-  p = {}; p.logit_bias = {{10, 1.0f}}; fails_with(p, "logit_bias");
-  p = {}; p.logit_bias = {{-1, 1.0f}}; fails_with(p, "logit_bias");
-  p = {}; p.logit_bias = {{3, std::numeric_limits<float>::infinity()}}; fails_with(p, "logit_bias");
-  p = {}; p.top_k = -5; EXPECT_NO_THROW(p.validate(10));  // <= 0 just disables top-k
+  p = {};
+  p.temperature = -0.1f;
+  fails_with(p, "temperature");
+  p = {};
+  p.temperature = std::nanf("");
+  fails_with(p, "temperature");
+  p = {};
+  p.top_p = 0.0f;
+  fails_with(p, "top_p");
+  p = {};
+  p.top_p = 1.01f;
+  fails_with(p, "top_p");
+  p = {};
+  p.min_p = -0.01f;
+  fails_with(p, "min_p");
+  p = {};
+  p.min_p = 1.5f;
+  fails_with(p, "min_p");
+  p = {};
+  p.repeat_penalty = 0.0f;
+  fails_with(p, "repeat_penalty");
+  p = {};
+  p.repeat_last_n = -2;
+  fails_with(p, "repeat_last_n");
+  p = {};
+  p.frequency_penalty = std::numeric_limits<float>::infinity();
+  fails_with(p, "frequency_penalty");
+  p = {};
+  p.presence_penalty = std::nanf("");
+  fails_with(p, "presence_penalty");
+  p = {};
+  p.logit_bias = {{10, 1.0f}};
+  fails_with(p, "logit_bias");
+  p = {};
+  p.logit_bias = {{-1, 1.0f}};
+  fails_with(p, "logit_bias");
+  p = {};
+  p.logit_bias = {{3, std::numeric_limits<float>::infinity()}};
+  fails_with(p, "logit_bias");
+  p = {};
+  p.top_k = -5;
+  EXPECT_NO_THROW(p.validate(10));  // <= 0 just disables top-k
   p = {};
   p.temperature = -1.0f;
   EXPECT_THROW(Sampler(p, 10), Error);  // the constructor validates
@@ -287,7 +315,8 @@ TEST(Sampler, DefaultChainIsDeterministicAndInsideTopK) {
   p.seed = 99;
   const int32_t v = 1000;
   std::vector<float> logits(static_cast<size_t>(v));
-  for (int32_t i = 0; i < v; ++i) logits[static_cast<size_t>(i)] = std::sin(static_cast<float>(i) * 0.37f) * 4.0f;
+  for (int32_t i = 0; i < v; ++i)
+    logits[static_cast<size_t>(i)] = std::sin(static_cast<float>(i) * 0.37f) * 4.0f;
   Sampler a(p, v), b(p, v);
   std::vector<int32_t> hist;
   for (int i = 0; i < 100; ++i) {

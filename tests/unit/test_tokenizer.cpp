@@ -15,8 +15,8 @@ using namespace brisk;
 
 namespace {
 
-using test::load_vocab;
 using test::load_cases;
+using test::load_vocab;
 
 void check_vectors(const tok::Tokenizer& t, const std::string& path, const std::string& label) {
   const auto cases = load_cases(path);
@@ -40,11 +40,13 @@ TEST_P(TokenizerVocab, MatchesReferenceVectors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerVocab,
-                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "deepseek-llm"));
+                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon",
+                                           "deepseek-llm"));
 
 TEST(Tokenizer, TinyLlamaPromptWithBos) {
   auto t = load_vocab("models/tiny-llama-f16.gguf");
-  const auto ref = nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-tiny-llama-f16.json")));
+  const auto ref = nlohmann::json::parse(
+      test::read_text_file(test::testdata("reference/ref-tiny-llama-f16.json")));
   const std::string text =
       "In the beginning the engine read every weight from disk, and then it learned to batch "
       "requests, page its cache, and speak quickly.";
@@ -56,9 +58,11 @@ TEST(Tokenizer, TinyLlamaPromptWithBos) {
 
 TEST(Tokenizer, TinyQwen2PromptWithoutBos) {
   auto t = load_vocab("models/tiny-qwen2-f16.gguf");
-  const auto ref = nlohmann::json::parse(test::read_text_file(test::testdata("reference/ref-tiny-qwen2-f16.json")));
+  const auto ref = nlohmann::json::parse(
+      test::read_text_file(test::testdata("reference/ref-tiny-qwen2-f16.json")));
   const std::string text =
-      "def quick_sort(items):\n    return sorted(items)  # The engine speaks JSON, too: {\"ok\": true}";
+      "def quick_sort(items):\n    return sorted(items)  # The engine speaks JSON, too: {\"ok\": "
+      "true}";
   const auto ids = t->encode(text, true, false);
   EXPECT_EQ(ids, ref["prompt_tokens"].get<std::vector<int32_t>>());
   EXPECT_EQ(t->decode(ids), text);
@@ -69,7 +73,11 @@ namespace {
 bool valid_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
     const auto b = static_cast<uint8_t>(s[i]);
-    size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    size_t n = b < 0x80             ? 1
+               : (b & 0xE0) == 0xC0 ? 2
+               : (b & 0xF0) == 0xE0 ? 3
+               : (b & 0xF8) == 0xF0 ? 4
+                                    : 0;
     if (n == 0 || i + n > s.size()) return false;
     for (size_t k = 1; k < n; ++k)
       if ((static_cast<uint8_t>(s[i + k]) & 0xC0) != 0x80) return false;

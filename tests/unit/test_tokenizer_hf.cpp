@@ -24,7 +24,8 @@ void expect_error(Fn&& fn, std::initializer_list<const char*> parts) {
     ADD_FAILURE() << "no error thrown";
   } catch (const Error& e) {
     const std::string msg = e.what();
-    for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << msg << "' lacks '" << p << "'";
+    for (const char* p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << msg << "' lacks '" << p << "'";
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
 }
@@ -68,16 +69,20 @@ TEST_P(TokenizerHfRoundTrip, SameEncodings) {
   EXPECT_EQ(a->chat_template(), b->chat_template());
   const auto cases = test::load_cases(test::testdata(rel));
   for (size_t i = 0; i < cases.size(); ++i) {
-    EXPECT_EQ(b->encode(cases[i].text, false, false), cases[i].ids) << "case " << i << ": '" << cases[i].text << "'";
-    EXPECT_EQ(b->encode(cases[i].text, true, true), a->encode(cases[i].text, true, true)) << "case " << i;
+    EXPECT_EQ(b->encode(cases[i].text, false, false), cases[i].ids)
+        << "case " << i << ": '" << cases[i].text << "'";
+    EXPECT_EQ(b->encode(cases[i].text, true, true), a->encode(cases[i].text, true, true))
+        << "case " << i;
   }
   // The tokenizer.json alone (no config) still gives BOS handling through the post-processor.
-  auto c = tok::Tokenizer::from_metadata(tok::tokenizer_metadata_from_hf(tj, "", "t.json"), "t.json");
+  auto c =
+      tok::Tokenizer::from_metadata(tok::tokenizer_metadata_from_hf(tj, "", "t.json"), "t.json");
   EXPECT_EQ(c->encode("Hello world", true, false), a->encode("Hello world", true, false));
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerHfRoundTrip,
-                         ::testing::Values("llama-spm", "gpt-2", "phi-3", "falcon", "deepseek-llm"));
+                         ::testing::Values("llama-spm", "gpt-2", "phi-3", "falcon",
+                                           "deepseek-llm"));
 
 TEST(TokenizerHf, ImportsHandWrittenByteLevelBpe) {
   // A miniature Llama-3 style tokenizer.json, as Hugging Face writes it.
@@ -107,48 +112,87 @@ TEST(TokenizerHf, ImportsHandWrittenByteLevelBpe) {
 }
 
 TEST(TokenizerHf, RejectsBadInput) {
-  expect_error([] { tok::tokenizer_metadata_from_hf("{not json", "", "x/tokenizer.json"); }, {"x/tokenizer.json"});
-  expect_error([] { tok::tokenizer_metadata_from_hf(R"({"model": {"type": "Unigram", "vocab": [["a", 0]]}})", "", "u.json"); },
-               {"u.json", "model.type", "Unigram"});
-  expect_error([] { tok::tokenizer_metadata_from_hf(R"({"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}})", "", "v.json"); },
-               {"v.json", "model.vocab"});
-  expect_error([] {
-    tok::tokenizer_metadata_from_hf(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["nospace"]}})", "", "m.json");
-  }, {"m.json", "model.merges[0]"});
-  expect_error([] {
-    tok::tokenizer_metadata_from_hf(
-        R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": false},
-            "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})", "", "p.json");
-  }, {"p.json", "pre_tokenizer"});
-  expect_error([] { tok::tokenizer_metadata_from_hf(R"({"model": {"vocab": {"a": 0}}})", "[1,2", "c.json"); }, {"c.json", "tokenizer_config"});
+  expect_error([] { tok::tokenizer_metadata_from_hf("{not json", "", "x/tokenizer.json"); },
+               {"x/tokenizer.json"});
+  expect_error(
+      [] {
+        tok::tokenizer_metadata_from_hf(R"({"model": {"type": "Unigram", "vocab": [["a", 0]]}})",
+                                        "", "u.json");
+      },
+      {"u.json", "model.type", "Unigram"});
+  expect_error(
+      [] {
+        tok::tokenizer_metadata_from_hf(
+            R"({"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}})", "", "v.json");
+      },
+      {"v.json", "model.vocab"});
+  expect_error(
+      [] {
+        tok::tokenizer_metadata_from_hf(
+            R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["nospace"]}})", "",
+            "m.json");
+      },
+      {"m.json", "model.merges[0]"});
+  expect_error(
+      [] {
+        tok::tokenizer_metadata_from_hf(
+            R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": false},
+            "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
+            "", "p.json");
+      },
+      {"p.json", "pre_tokenizer"});
+  expect_error(
+      [] {
+        tok::tokenizer_metadata_from_hf(R"({"model": {"vocab": {"a": 0}}})", "[1,2", "c.json");
+      },
+      {"c.json", "tokenizer_config"});
 }
 
 TEST(TokenizerMetadata, RejectsBadMetadata) {
   const io::Metadata spm = vocab_metadata("tokenizer/ggml-vocab-llama-spm.gguf");
   const io::Metadata bpe = vocab_metadata("tokenizer/ggml-vocab-gpt-2.gguf");
   auto load = [](const io::Metadata& kv) { tok::Tokenizer::from_metadata(kv, "bad.gguf"); };
-  expect_error([&] { load(drop_key(spm, "tokenizer.ggml.tokens")); }, {"bad.gguf", "tokenizer.ggml.tokens", "missing"});
-  expect_error([&] { load(drop_key(spm, "tokenizer.ggml.model")); }, {"bad.gguf", "tokenizer.ggml.model"});
+  expect_error([&] { load(drop_key(spm, "tokenizer.ggml.tokens")); },
+               {"bad.gguf", "tokenizer.ggml.tokens", "missing"});
+  expect_error([&] { load(drop_key(spm, "tokenizer.ggml.model")); },
+               {"bad.gguf", "tokenizer.ggml.model"});
   expect_error([&] { load(replace_key(spm, "tokenizer.ggml.model", gguf::Value::string("bert"))); },
                {"bad.gguf", "tokenizer.ggml.model", "bert"});
-  expect_error([&] { load(replace_key(spm, "tokenizer.ggml.scores", gguf::Value::f32s({1.0f, 2.0f}))); },
-               {"bad.gguf", "tokenizer.ggml.scores", "2 entries"});
-  expect_error([&] { load(replace_key(spm, "tokenizer.ggml.bos_token_id", gguf::Value::u32(99999))); },
-               {"bad.gguf", "tokenizer.ggml.bos_token_id", "99999"});
-  expect_error([&] { load(replace_key(spm, "tokenizer.ggml.token_type", gguf::Value::i32s({1, 1}))); },
-               {"bad.gguf", "tokenizer.ggml.token_type"});
-  expect_error([&] { load(replace_key(spm, "tokenizer.ggml.tokens", gguf::Value::i32s({1, 2}))); },
-               {"bad.gguf", "tokenizer.ggml.tokens"});
-  expect_error([&] { load(drop_key(bpe, "tokenizer.ggml.merges")); }, {"bad.gguf", "tokenizer.ggml.merges"});
-  expect_error([&] { load(replace_key(bpe, "tokenizer.ggml.merges", gguf::Value::strings({"a b", "ab"}))); },
-               {"bad.gguf", "tokenizer.ggml.merges", "entry 1"});
-  expect_error([&] { load(replace_key(bpe, "tokenizer.ggml.pre", gguf::Value::string("klingon"))); },
-               {"bad.gguf", "tokenizer.ggml.pre", "klingon"});
-  expect_error([&] { tok::Tokenizer::from_metadata(spm, "x")->decode(std::vector<int32_t>{-1}); }, {"-1"});
+  expect_error(
+      [&] {
+        load(replace_key(spm, "tokenizer.ggml.scores", gguf::Value::f32s({1.0f, 2.0f})));
+      },
+      {"bad.gguf", "tokenizer.ggml.scores", "2 entries"});
+  expect_error(
+      [&] { load(replace_key(spm, "tokenizer.ggml.bos_token_id", gguf::Value::u32(99999))); },
+      {"bad.gguf", "tokenizer.ggml.bos_token_id", "99999"});
+  expect_error(
+      [&] {
+        load(replace_key(spm, "tokenizer.ggml.token_type", gguf::Value::i32s({1, 1})));
+      },
+      {"bad.gguf", "tokenizer.ggml.token_type"});
+  expect_error(
+      [&] {
+        load(replace_key(spm, "tokenizer.ggml.tokens", gguf::Value::i32s({1, 2})));
+      },
+      {"bad.gguf", "tokenizer.ggml.tokens"});
+  expect_error([&] { load(drop_key(bpe, "tokenizer.ggml.merges")); },
+               {"bad.gguf", "tokenizer.ggml.merges"});
+  expect_error(
+      [&] {
+        load(replace_key(bpe, "tokenizer.ggml.merges", gguf::Value::strings({"a b", "ab"})));
+      },
+      {"bad.gguf", "tokenizer.ggml.merges", "entry 1"});
+  expect_error(
+      [&] { load(replace_key(bpe, "tokenizer.ggml.pre", gguf::Value::string("klingon"))); },
+      {"bad.gguf", "tokenizer.ggml.pre", "klingon"});
+  expect_error([&] { tok::Tokenizer::from_metadata(spm, "x")->decode(std::vector<int32_t>{-1}); },
+               {"-1"});
 }
 
 TEST(TokenizerMetadata, LoadsLargeVocabQuickly) {
-  const io::Metadata kv = vocab_metadata("tokenizer/ggml-vocab-deepseek-llm.gguf");  // 102400 tokens
+  const io::Metadata kv =
+      vocab_metadata("tokenizer/ggml-vocab-deepseek-llm.gguf");  // 102400 tokens
   const auto t0 = std::chrono::steady_clock::now();
   auto t = tok::Tokenizer::from_metadata(kv, "deepseek");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -169,7 +213,8 @@ TEST(TokenizerHf, RecognisesDeepseekCoderPreTokenizer) {
       {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
     "model": {"type": "BPE", "vocab": {"a": 0, "1": 1}, "merges": []}
   })";
-  auto t = tok::Tokenizer::from_metadata(tok::tokenizer_metadata_from_hf(tj, "", "dsc.json"), "dsc");
+  auto t =
+      tok::Tokenizer::from_metadata(tok::tokenizer_metadata_from_hf(tj, "", "dsc.json"), "dsc");
   EXPECT_EQ(t->pre(), "deepseek-coder");
   EXPECT_EQ(t->encode("a11", false, false), (std::vector<int32_t>{0, 1, 1}));
 }

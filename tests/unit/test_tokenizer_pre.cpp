@@ -34,19 +34,27 @@ TEST(TokenizerPre, SplitsMatchReference) {
   const std::vector<SplitCase> cases = {
       // Llama 3: numbers in groups of 1-3 digits, case-insensitive contractions, newline runs kept
       // with preceding whitespace, a space before a letter joins the word.
-      {"llama3", "I'm 1234567 THEY'LL go", {"I", "'m", " ", "123", "456", "7", " THEY", "'LL", " go"}},
+      {"llama3",
+       "I'm 1234567 THEY'LL go",
+       {"I", "'m", " ", "123", "456", "7", " THEY", "'LL", " go"}},
       {"llama3", "a  \n\n  b\t\tc   ", {"a", "  \n\n", " ", " b", "\t", "\tc", "   "}},
       {"llama3", "中文 한국어!!\n", {"中文", " 한국어", "!!\n"}},
       // Qwen2: like Llama 3 but every digit alone.
-      {"qwen2", "x 2024-11-22 we've", {"x", " ", "2", "0", "2", "4", "-", "1", "1", "-", "2", "2", " we", "'ve"}},
+      {"qwen2",
+       "x 2024-11-22 we've",
+       {"x", " ", "2", "0", "2", "4", "-", "1", "1", "-", "2", "2", " we", "'ve"}},
       {"qwen2", "  hi\r\n\r\n!?", {" ", " hi", "\r\n\r\n", "!?"}},
       // DeepSeek Coder: newlines alone, letters / punctuation runs with one optional leading
       // space, CJK runs split from other letters, single digits.
-      {"deepseek-coder", "int x1 = 42;\nfoo(bar)", {"int", " x", "1", " = ", "4", "2", ";", "\n", "foo", "(", "bar", ")"}},
+      {"deepseek-coder",
+       "int x1 = 42;\nfoo(bar)",
+       {"int", " x", "1", " = ", "4", "2", ";", "\n", "foo", "(", "bar", ")"}},
       {"deepseek-coder", "中文abc 한국", {"中文", "abc", " ", "한국"}},
       // StarCoder / Refact: single digits first, then GPT-2 splitting.
       {"starcoder", "x = 1234 + y's", {"x", " =", " ", "1", "2", "3", "4", " +", " y", "'s"}},
-      {"refact", "def f(a1):  return 99", {"def", " f", "(", "a", "1", "):", " ", " return", " ", "9", "9"}},
+      {"refact",
+       "def f(a1):  return 99",
+       {"def", " f", "(", "a", "1", "):", " ", " return", " ", "9", "9"}},
       // MPT / GPT-2: whole numbers, whitespace runs leave their last space to the next word.
       {"mpt", "Hello   world 2024 it's", {"Hello", "  ", " world", " 2024", " it", "'s"}},
       {"gpt-2", "Hello   world 2024 it's  ", {"Hello", "  ", " world", " 2024", " it", "'s", "  "}},
@@ -55,7 +63,8 @@ TEST(TokenizerPre, SplitsMatchReference) {
       {"default", "a+b=1234567 (x)", {"a", "+", "b", "=", "123", "456", "7", " ", "(", "x", ")"}},
       {"deepseek-llm", "Hello 世界 123 ü!", {"Hello", " ", "世界", " ", "123", " ü", "!"}},
   };
-  for (const auto& c : cases) EXPECT_EQ(split(c.pre, c.text), c.pieces) << c.pre << ": '" << c.text << "'";
+  for (const auto& c : cases)
+    EXPECT_EQ(split(c.pre, c.text), c.pieces) << c.pre << ": '" << c.text << "'";
 }
 
 TEST(TokenizerPre, AliasesResolve) {
@@ -89,7 +98,8 @@ TEST(TokenizerPre, RegexRejectsUnsupportedSyntax) {
   EXPECT_THROW(tok::CpRegex("a*?"), Error);
   EXPECT_THROW(tok::CpRegex("(a?)*"), Error);
   EXPECT_THROW(tok::CpRegex("\\p{Zs}"), Error);
-  EXPECT_NO_THROW(tok::CpRegex("(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|\\s+(?!\\S)|\\s+$"));
+  EXPECT_NO_THROW(
+      tok::CpRegex("(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|\\s+(?!\\S)|\\s+$"));
 }
 
 TEST(TokenizerPre, RegexCaseInsensitiveGroupAndLookahead) {

@@ -50,5 +50,4 @@ inline std::shared_ptr<const tok::Tokenizer> load_vocab(const std::string& rel) 
   return tok::Tokenizer::from_metadata(f.metadata(), path);
 }
 
-
 }  // namespace brisk::test

@@ -39,7 +39,9 @@ size_t scalar_size(ValueType t) {
   return 0;
 }
 
-bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::FLOAT64); }
+bool valid_type(uint32_t t) {
+  return t <= static_cast<uint32_t>(ValueType::FLOAT64);
+}
 
 std::string read_string(ByteReader& r, const char* what) {
   uint64_t n = r.read<uint64_t>(what);
@@ -52,23 +54,45 @@ Value read_value(ByteReader& r, ValueType t, const std::string& key, int depth) 
   Value v;
   v.type = t;
   switch (t) {
-    case ValueType::UINT8: v.u = r.read<uint8_t>("u8 value"); break;
-    case ValueType::INT8: v.i = r.read<int8_t>("i8 value"); break;
-    case ValueType::UINT16: v.u = r.read<uint16_t>("u16 value"); break;
-    case ValueType::INT16: v.i = r.read<int16_t>("i16 value"); break;
-    case ValueType::UINT32: v.u = r.read<uint32_t>("u32 value"); break;
-    case ValueType::INT32: v.i = r.read<int32_t>("i32 value"); break;
-    case ValueType::UINT64: v.u = r.read<uint64_t>("u64 value"); break;
-    case ValueType::INT64: v.i = r.read<int64_t>("i64 value"); break;
-    case ValueType::FLOAT32: v.f = r.read<float>("f32 value"); break;
-    case ValueType::FLOAT64: v.f = r.read<double>("f64 value"); break;
+    case ValueType::UINT8:
+      v.u = r.read<uint8_t>("u8 value");
+      break;
+    case ValueType::INT8:
+      v.i = r.read<int8_t>("i8 value");
+      break;
+    case ValueType::UINT16:
+      v.u = r.read<uint16_t>("u16 value");
+      break;
+    case ValueType::INT16:
+      v.i = r.read<int16_t>("i16 value");
+      break;
+    case ValueType::UINT32:
+      v.u = r.read<uint32_t>("u32 value");
+      break;
+    case ValueType::INT32:
+      v.i = r.read<int32_t>("i32 value");
+      break;
+    case ValueType::UINT64:
+      v.u = r.read<uint64_t>("u64 value");
+      break;
+    case ValueType::INT64:
+      v.i = r.read<int64_t>("i64 value");
+      break;
+    case ValueType::FLOAT32:
+      v.f = r.read<float>("f32 value");
+      break;
+    case ValueType::FLOAT64:
+      v.f = r.read<double>("f64 value");
+      break;
     case ValueType::BOOL: {
       uint8_t b = r.read<uint8_t>("bool value");
       if (b > 1) fail(r.context(), ": metadata '", key, "': bool value ", int(b), " is not 0 or 1");
       v.u = b;
       break;
     }
-    case ValueType::STRING: v.str = read_string(r, "string value"); break;
+    case ValueType::STRING:
+      v.str = read_string(r, "string value");
+      break;
     case ValueType::ARRAY: {
       if (depth >= kMaxArrayDepth)
         fail(r.context(), ": metadata '", key, "': arrays nested deeper than ", kMaxArrayDepth);
@@ -103,18 +127,42 @@ void put_string(AtomicFileWriter& w, const std::string& s) {
 
 void write_value(AtomicFileWriter& w, const Value& v) {
   switch (v.type) {
-    case ValueType::UINT8: put<uint8_t>(w, static_cast<uint8_t>(v.u)); break;
-    case ValueType::INT8: put<int8_t>(w, static_cast<int8_t>(v.i)); break;
-    case ValueType::UINT16: put<uint16_t>(w, static_cast<uint16_t>(v.u)); break;
-    case ValueType::INT16: put<int16_t>(w, static_cast<int16_t>(v.i)); break;
-    case ValueType::UINT32: put<uint32_t>(w, static_cast<uint32_t>(v.u)); break;
-    case ValueType::INT32: put<int32_t>(w, static_cast<int32_t>(v.i)); break;
-    case ValueType::UINT64: put<uint64_t>(w, v.u); break;
-    case ValueType::INT64: put<int64_t>(w, v.i); break;
-    case ValueType::FLOAT32: put<float>(w, static_cast<float>(v.f)); break;
-    case ValueType::FLOAT64: put<double>(w, v.f); break;
-    case ValueType::BOOL: put<uint8_t>(w, v.u ? 1 : 0); break;
-    case ValueType::STRING: put_string(w, v.str); break;
+    case ValueType::UINT8:
+      put<uint8_t>(w, static_cast<uint8_t>(v.u));
+      break;
+    case ValueType::INT8:
+      put<int8_t>(w, static_cast<int8_t>(v.i));
+      break;
+    case ValueType::UINT16:
+      put<uint16_t>(w, static_cast<uint16_t>(v.u));
+      break;
+    case ValueType::INT16:
+      put<int16_t>(w, static_cast<int16_t>(v.i));
+      break;
+    case ValueType::UINT32:
+      put<uint32_t>(w, static_cast<uint32_t>(v.u));
+      break;
+    case ValueType::INT32:
+      put<int32_t>(w, static_cast<int32_t>(v.i));
+      break;
+    case ValueType::UINT64:
+      put<uint64_t>(w, v.u);
+      break;
+    case ValueType::INT64:
+      put<int64_t>(w, v.i);
+      break;
+    case ValueType::FLOAT32:
+      put<float>(w, static_cast<float>(v.f));
+      break;
+    case ValueType::FLOAT64:
+      put<double>(w, v.f);
+      break;
+    case ValueType::BOOL:
+      put<uint8_t>(w, v.u ? 1 : 0);
+      break;
+    case ValueType::STRING:
+      put_string(w, v.str);
+      break;
     case ValueType::ARRAY:
       put<uint32_t>(w, static_cast<uint32_t>(v.elem_type));
       put<uint64_t>(w, v.arr.size());
@@ -123,30 +171,87 @@ void write_value(AtomicFileWriter& w, const Value& v) {
   }
 }
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+uint64_t align_up(uint64_t x, uint64_t a) {
+  return (x + a - 1) / a * a;
+}
 
 }  // namespace
 
 const char* value_type_name(ValueType t) {
-  static const char* names[] = {"u8",  "i8",   "u16",   "i16", "u32", "i32",
-                                "f32", "bool", "string", "array", "u64", "i64", "f64"};
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                "bool", "string", "array", "u64", "i64", "f64"};
   auto i = static_cast<uint32_t>(t);
   return i < 13 ? names[i] : "?";
 }
 
 // ---- Value ----------------------------------------------------------------------------------
 
-Value Value::u8(uint8_t x) { Value v; v.type = ValueType::UINT8; v.u = x; return v; }
-Value Value::i8(int8_t x) { Value v; v.type = ValueType::INT8; v.i = x; return v; }
-Value Value::u16(uint16_t x) { Value v; v.type = ValueType::UINT16; v.u = x; return v; }
-Value Value::i16(int16_t x) { Value v; v.type = ValueType::INT16; v.i = x; return v; }
-Value Value::u32(uint32_t x) { Value v; v.type = ValueType::UINT32; v.u = x; return v; }
-Value Value::i32(int32_t x) { Value v; v.type = ValueType::INT32; v.i = x; return v; }
-Value Value::u64(uint64_t x) { Value v; v.type = ValueType::UINT64; v.u = x; return v; }
-Value Value::i64(int64_t x) { Value v; v.type = ValueType::INT64; v.i = x; return v; }
-Value Value::f32(float x) { Value v; v.type = ValueType::FLOAT32; v.f = x; return v; }
-Value Value::f64(double x) { Value v; v.type = ValueType::FLOAT64; v.f = x; return v; }
-Value Value::boolean(bool x) { Value v; v.type = ValueType::BOOL; v.u = x ? 1 : 0; return v; }
+Value Value::u8(uint8_t x) {
+  Value v;
+  v.type = ValueType::UINT8;
+  v.u = x;
+  return v;
+}
+Value Value::i8(int8_t x) {
+  Value v;
+  v.type = ValueType::INT8;
+  v.i = x;
+  return v;
+}
+Value Value::u16(uint16_t x) {
+  Value v;
+  v.type = ValueType::UINT16;
+  v.u = x;
+  return v;
+}
+Value Value::i16(int16_t x) {
+  Value v;
+  v.type = ValueType::INT16;
+  v.i = x;
+  return v;
+}
+Value Value::u32(uint32_t x) {
+  Value v;
+  v.type = ValueType::UINT32;
+  v.u = x;
+  return v;
+}
+Value Value::i32(int32_t x) {
+  Value v;
+  v.type = ValueType::INT32;
+  v.i = x;
+  return v;
+}
+Value Value::u64(uint64_t x) {
+  Value v;
+  v.type = ValueType::UINT64;
+  v.u = x;
+  return v;
+}
+Value Value::i64(int64_t x) {
+  Value v;
+  v.type = ValueType::INT64;
+  v.i = x;
+  return v;
+}
+Value Value::f32(float x) {
+  Value v;
+  v.type = ValueType::FLOAT32;
+  v.f = x;
+  return v;
+}
+Value Value::f64(double x) {
+  Value v;
+  v.type = ValueType::FLOAT64;
+  v.f = x;
+  return v;
+}
+Value Value::boolean(bool x) {
+  Value v;
+  v.type = ValueType::BOOL;
+  v.u = x ? 1 : 0;
+  return v;
+}
 Value Value::string(std::string x) {
   Value v;
   v.type = ValueType::STRING;
@@ -259,10 +364,13 @@ std::string Value::to_display(size_t max_items) const {
       }
       return s;
     }
-    case ValueType::BOOL: return u ? "true" : "false";
+    case ValueType::BOOL:
+      return u ? "true" : "false";
     case ValueType::FLOAT32:
-    case ValueType::FLOAT64: return str_cat(f);
-    default: return is_integer() ? str_cat(as_int("")) : "?";
+    case ValueType::FLOAT64:
+      return str_cat(f);
+    default:
+      return is_integer() ? str_cat(as_int("")) : "?";
   }
 }
 
@@ -300,7 +408,8 @@ void GgufFile::parse_all(const uint8_t* data, size_t size) {
   uint64_t n_kv = r.read<uint64_t>("metadata count");
   // A KV pair takes >= 8 (key len) + 4 (type) + 1 bytes; a tensor info >= 8 + 4 + 4 + 8 bytes.
   if (n_kv > r.remaining() / 13) fail(path_, ": metadata count ", n_kv, " exceeds file size");
-  if (n_tensors > r.remaining() / 24) fail(path_, ": tensor count ", n_tensors, " exceeds file size");
+  if (n_tensors > r.remaining() / 24)
+    fail(path_, ": tensor count ", n_tensors, " exceeds file size");
 
   kv_.reserve(static_cast<size_t>(n_kv));
   std::unordered_set<std::string> keys;
@@ -353,7 +462,8 @@ void GgufFile::parse_all(const uint8_t* data, size_t size) {
     ti.nbytes = static_cast<size_t>(n_el / layout->block_size) * layout->type_size;
     ti.offset = r.read<uint64_t>("tensor offset");
     if (ti.offset % alignment_ != 0)
-      fail(path_, ": tensor '", ti.name, "': offset ", ti.offset, " is not aligned to ", alignment_);
+      fail(path_, ": tensor '", ti.name, "': offset ", ti.offset, " is not aligned to ",
+           alignment_);
     if (!names.insert(ti.name).second) fail(path_, ": duplicate tensor name '", ti.name, "'");
     tensors_.push_back(std::move(ti));
   }
@@ -438,7 +548,8 @@ void GgufWriter::write(const std::string& path, uint32_t version) const {
   uint64_t alignment = 32;
   for (const auto& [k, v] : kv_)
     if (k == "general.alignment") alignment = static_cast<uint64_t>(v.as_int(k));
-  check(alignment > 0 && (alignment & (alignment - 1)) == 0, "general.alignment must be a power of 2");
+  check(alignment > 0 && (alignment & (alignment - 1)) == 0,
+        "general.alignment must be a power of 2");
 
   AtomicFileWriter w(path);
   put<uint32_t>(w, kMagic);

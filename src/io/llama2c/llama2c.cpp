@@ -38,7 +38,8 @@ Header read_header(ByteReader& r, const std::string& name) {
   if (h.dim % h.n_heads != 0)
     fail(name, ": llama2.c header dim ", h.dim, " is not a multiple of n_heads ", h.n_heads);
   if (h.n_heads % h.n_kv_heads != 0)
-    fail(name, ": llama2.c header n_heads ", h.n_heads, " is not a multiple of n_kv_heads ", h.n_kv_heads);
+    fail(name, ": llama2.c header n_heads ", h.n_heads, " is not a multiple of n_kv_heads ",
+         h.n_kv_heads);
   if ((h.dim / h.n_heads) % 2 != 0)
     fail(name, ": llama2.c head size ", h.dim / h.n_heads, " is odd (RoPE needs pairs)");
   return h;
@@ -52,14 +53,15 @@ io::ModelFile parse(const uint8_t* data, size_t size, const std::string& name) {
   const uint64_t dim = h.dim, hid = h.hidden, L = h.n_layers, V = h.vocab;
   const uint64_t head = dim / h.n_heads, kv_dim = head * h.n_kv_heads;
   // Floats the header implies, in file order; checked against the size before any view is made.
-  const uint64_t n_floats = V * dim + L * dim + L * dim * dim + 2 * L * kv_dim * dim + L * dim * dim +
-                            L * dim + 3 * L * hid * dim + dim + 2 * (uint64_t(h.seq_len) * head / 2) +
+  const uint64_t n_floats = V * dim + L * dim + L * dim * dim + 2 * L * kv_dim * dim +
+                            L * dim * dim + L * dim + 3 * L * hid * dim + dim +
+                            2 * (uint64_t(h.seq_len) * head / 2) +
                             (h.shared_classifier ? 0 : V * dim);
   const uint64_t expect = 28 + 4 * n_floats;
   if (size != expect)
-    fail(name, ": llama2.c checkpoint is ", size, " bytes but its header (dim ", h.dim, ", hidden ", h.hidden,
-         ", layers ", h.n_layers, ", heads ", h.n_heads, "/", h.n_kv_heads, ", vocab ", h.vocab, ", seq_len ",
-         h.seq_len, ") implies ", expect);
+    fail(name, ": llama2.c checkpoint is ", size, " bytes but its header (dim ", h.dim, ", hidden ",
+         h.hidden, ", layers ", h.n_layers, ", heads ", h.n_heads, "/", h.n_kv_heads, ", vocab ",
+         h.vocab, ", seq_len ", h.seq_len, ") implies ", expect);
 
   io::ModelFile m;
   m.path = name;
@@ -97,10 +99,10 @@ io::ModelFile parse(const uint8_t* data, size_t size, const std::string& name) {
   };
   const int64_t d = h.dim, f = h.hidden, kv = static_cast<int64_t>(kv_dim);
   const uint64_t tok = region(V * dim);
-  const uint64_t rms_att = region(L * dim), wq = region(L * dim * dim), wk = region(L * kv_dim * dim),
-                 wv = region(L * kv_dim * dim), wo = region(L * dim * dim), rms_ffn = region(L * dim),
-                 w1 = region(L * hid * dim), w2 = region(L * dim * hid), w3 = region(L * hid * dim),
-                 rms_final = region(dim);
+  const uint64_t rms_att = region(L * dim), wq = region(L * dim * dim),
+                 wk = region(L * kv_dim * dim), wv = region(L * kv_dim * dim),
+                 wo = region(L * dim * dim), rms_ffn = region(L * dim), w1 = region(L * hid * dim),
+                 w2 = region(L * dim * hid), w3 = region(L * hid * dim), rms_final = region(dim);
   region(2 * (uint64_t(h.seq_len) * head / 2));  // freq_cis_real, freq_cis_imag
   const uint64_t wcls = h.shared_classifier ? tok : region(V * dim);
 

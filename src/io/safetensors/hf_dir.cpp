@@ -47,7 +47,8 @@ constexpr LayerName kGlobalNames[] = {
 };
 
 // "<prefix><N>.<rest>" -> (N, rest); nullopt when the name does not have that form.
-std::optional<std::pair<int64_t, std::string>> split_layer(const std::string& name, std::string_view prefix) {
+std::optional<std::pair<int64_t, std::string>> split_layer(const std::string& name,
+                                                           std::string_view prefix) {
   if (name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
   size_t p = prefix.size(), q = p;
   while (q < name.size() && q - p < 6 && name[q] >= '0' && name[q] <= '9') ++q;
@@ -112,8 +113,8 @@ int64_t qk_heads(const std::string& gname, const hf::HfConfig& c) {
   return 0;
 }
 
-void add_hf_tensor(ModelFile& m, const StTensor& st, const std::string& gname, const hf::HfConfig& c,
-                   const std::string& ctx) {
+void add_hf_tensor(ModelFile& m, const StTensor& st, const std::string& gname,
+                   const hf::HfConfig& c, const std::string& ctx) {
   auto dt = safetensors::st_type_to_dtype(st.type);
   if (!dt || (*dt != DType::F32 && *dt != DType::F16 && *dt != DType::BF16))
     fail(ctx, ": tensor '", st.name, "': dtype ", safetensors::st_type_name(st.type),
@@ -134,7 +135,8 @@ void add_hf_tensor(ModelFile& m, const StTensor& st, const std::string& gname, c
   const size_t row_bytes = st.nbytes / n_rows;
   if (int64_t heads = qk_heads(gname, c)) {
     if (static_cast<int64_t>(n_rows) != heads * c.head_dim)
-      fail(ctx, ": tensor '", st.name, "': ", n_rows, " rows, expected ", heads, " heads x ", c.head_dim);
+      fail(ctx, ": tensor '", st.name, "': ", n_rows, " rows, expected ", heads, " heads x ",
+           c.head_dim);
     auto buf = std::make_shared<std::vector<uint8_t>>(
         hf::permute_qk_rows(st.data, n_rows, row_bytes, c.head_dim, /*to_gguf=*/true));
     t.data = buf->data();
@@ -174,7 +176,8 @@ void add_tokenizer(ModelFile& m, const fs::path& dir) {
     const json* pick = nullptr;
     for (const auto& e : *it) {
       auto n = e.is_object() ? e.find("name") : e.end();
-      if (e.is_object() && n != e.end() && n->is_string() && *n == "default" && tmpl(e)) pick = tmpl(e);
+      if (e.is_object() && n != e.end() && n->is_string() && *n == "default" && tmpl(e))
+        pick = tmpl(e);
     }
     if (!pick && !it->empty()) pick = tmpl((*it)[0]);
     if (pick) m.set("tokenizer.chat_template", gguf::Value::string(pick->get<std::string>()));
@@ -183,7 +186,8 @@ void add_tokenizer(ModelFile& m, const fs::path& dir) {
 
 // The shared loader: config.json in `dir`, weights from `shards`; `index` (tensor -> shard file
 // name) is checked when given.
-ModelFile load_hf(const fs::path& dir, const std::string& user_path, const std::vector<fs::path>& shards,
+ModelFile load_hf(const fs::path& dir, const std::string& user_path,
+                  const std::vector<fs::path>& shards,
                   const std::map<std::string, std::string>* index) {
   const std::string cfg_path = (dir / "config.json").string();
   json cfg = read_json(cfg_path);
@@ -194,7 +198,8 @@ ModelFile load_hf(const fs::path& dir, const std::string& user_path, const std::
     return int64_t{0};
   }();
   bool tied = false;
-  if (auto it = cfg.find("tie_word_embeddings"); it != cfg.end() && it->is_boolean()) tied = it->get<bool>();
+  if (auto it = cfg.find("tie_word_embeddings"); it != cfg.end() && it->is_boolean())
+    tied = it->get<bool>();
 
   ModelFile m;
   m.path = user_path;
@@ -208,9 +213,11 @@ ModelFile load_hf(const fs::path& dir, const std::string& user_path, const std::
       if (index) {
         auto it = index->find(st.name);
         if (it == index->end() || it->second != shard.filename().string())
-          fail(ctx, ": tensor '", st.name, "' is not listed for this file in model.safetensors.index.json");
+          fail(ctx, ": tensor '", st.name,
+               "' is not listed for this file in model.safetensors.index.json");
       }
-      if (!seen.insert(st.name).second) fail(ctx, ": tensor '", st.name, "' appears in more than one shard");
+      if (!seen.insert(st.name).second)
+        fail(ctx, ": tensor '", st.name, "' appears in more than one shard");
       std::string g = gguf_name(st.name, ctx, n_layer);
       if (g.empty() || (tied && g == "output.weight")) continue;
       add_hf_tensor(m, st, g, c, ctx);
@@ -220,8 +227,8 @@ ModelFile load_hf(const fs::path& dir, const std::string& user_path, const std::
   if (index)
     for (const auto& [name, file] : *index)
       if (!seen.count(name))
-        fail((dir / "model.safetensors.index.json").string(), ": tensor '", name, "' listed in '", file,
-             "' was not found there");
+        fail((dir / "model.safetensors.index.json").string(), ": tensor '", name, "' listed in '",
+             file, "' was not found there");
   if (!m.find_tensor("token_embd.weight"))
     fail(user_path, ": no model.embed_tokens.weight among the tensors");
   add_tokenizer(m, dir);
@@ -242,7 +249,8 @@ ModelFile load_hf_dir(const std::string& path) {
     std::map<std::string, std::string> index;
     std::set<std::string> files;
     for (const auto& [name, file] : wm->items()) {
-      if (!file.is_string()) fail(index_path.string(), ": weight_map['", name, "'] is not a string");
+      if (!file.is_string())
+        fail(index_path.string(), ": weight_map['", name, "'] is not a string");
       const std::string fn = file.get<std::string>();
       // Shards are plain file names beside the index: no path may escape the directory.
       if (fn.empty() || fn.find('/') != std::string::npos || fn == "." || fn == "..")
@@ -254,7 +262,8 @@ ModelFile load_hf_dir(const std::string& path) {
     for (const auto& fn : files) shards.push_back(dir / fn);
     return load_hf(dir, path, shards, &index);
   }
-  if (fs::is_regular_file(dir / "model.safetensors")) return load_hf(dir, path, {dir / "model.safetensors"}, nullptr);
+  if (fs::is_regular_file(dir / "model.safetensors"))
+    return load_hf(dir, path, {dir / "model.safetensors"}, nullptr);
   fail(path, ": no model.safetensors or model.safetensors.index.json in this directory");
 }
 
@@ -272,7 +281,9 @@ ModelFile load_safetensors_model(const std::string& path) {
   for (const auto& [k, v] : f->metadata()) m.set("safetensors." + k, gguf::Value::string(v));
   for (const auto& st : f->tensors()) {
     auto dt = safetensors::st_type_to_dtype(st.type);
-    if (!dt) fail(path, ": tensor '", st.name, "': dtype ", safetensors::st_type_name(st.type), " has no brisk type");
+    if (!dt)
+      fail(path, ": tensor '", st.name, "': dtype ", safetensors::st_type_name(st.type),
+           " has no brisk type");
     gguf::TensorInfo t;
     t.name = st.name;
     t.type = *dt;
@@ -297,13 +308,16 @@ void write_hf_dir(const ModelFile& m, const std::string& out_dir) {
     const gguf::Value* v = m.find(a + k);
     return v ? v->as_int(a + k) : def;
   };
-  const int64_t n_embd = meta_int("embedding_length", 0), n_head = meta_int("attention.head_count", 0);
+  const int64_t n_embd = meta_int("embedding_length", 0),
+                n_head = meta_int("attention.head_count", 0);
   const int64_t n_head_kv = meta_int("attention.head_count_kv", n_head);
   const int64_t head_dim = meta_int("attention.key_length", n_head > 0 ? n_embd / n_head : 0);
   const bool tied = m.find_tensor("output.weight") == nullptr;
   DType main_type = DType::F32;
   if (const auto* e = m.find_tensor("token_embd.weight")) main_type = e->type;
-  const std::string torch_dtype = main_type == DType::F16 ? "float16" : main_type == DType::BF16 ? "bfloat16" : "float32";
+  const std::string torch_dtype = main_type == DType::F16    ? "float16"
+                                  : main_type == DType::BF16 ? "bfloat16"
+                                                             : "float32";
   json config = hf::metadata_to_config(m, tied, torch_dtype);  // validates arch and hparams
 
   safetensors::SafetensorsWriter w;
@@ -315,8 +329,9 @@ void write_hf_dir(const ModelFile& m, const std::string& out_dir) {
     if (name.empty()) continue;
     auto st = safetensors::st_type_from_dtype(t.type);
     if (!st || (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16))
-      fail(m.path, ": tensor '", t.name, "' is ", dtype_name(t.type),
-           "; a Hugging Face directory holds f32, f16 or bf16 only (convert with --type f16 first)");
+      fail(
+          m.path, ": tensor '", t.name, "' is ", dtype_name(t.type),
+          "; a Hugging Face directory holds f32, f16 or bf16 only (convert with --type f16 first)");
     std::vector<int64_t> shape(t.shape.rbegin(), t.shape.rend());
     const uint8_t* data = t.data;
     hf::HfConfig c;
@@ -326,8 +341,10 @@ void write_hf_dir(const ModelFile& m, const std::string& out_dir) {
     if (int64_t heads = qk_heads(t.name, c)) {
       const size_t n_rows = static_cast<size_t>(shape[0]);
       if (head_dim <= 0 || static_cast<int64_t>(n_rows) != heads * head_dim)
-        fail(m.path, ": tensor '", t.name, "': ", n_rows, " rows, expected ", heads, " heads x ", head_dim);
-      bufs.push_back(hf::permute_qk_rows(t.data, n_rows, t.nbytes / n_rows, head_dim, /*to_gguf=*/false));
+        fail(m.path, ": tensor '", t.name, "': ", n_rows, " rows, expected ", heads, " heads x ",
+             head_dim);
+      bufs.push_back(
+          hf::permute_qk_rows(t.data, n_rows, t.nbytes / n_rows, head_dim, /*to_gguf=*/false));
       data = bufs.back().data();
     }
     w.add_tensor(name, *st, shape, data, t.nbytes);
@@ -335,14 +352,17 @@ void write_hf_dir(const ModelFile& m, const std::string& out_dir) {
   // Everything is validated; only now touch the disk.
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir, ec)) fail(out_dir, ": cannot create directory: ", ec.message());
+  if (ec || !fs::is_directory(out_dir, ec))
+    fail(out_dir, ": cannot create directory: ", ec.message());
   const fs::path dir(out_dir);
   w.write((dir / "model.safetensors").string());
-  write_text((dir / "config.json").string(), config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  write_text((dir / "config.json").string(),
+             config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
   if (!m.find("tokenizer.ggml.model")) return;
   write_text((dir / "tokenizer.json").string(), tok::tokenizer_json_from_metadata(m.metadata));
-  write_text((dir / "tokenizer_config.json").string(), tok::tokenizer_config_json_from_metadata(m.metadata));
+  write_text((dir / "tokenizer_config.json").string(),
+             tok::tokenizer_config_json_from_metadata(m.metadata));
 }
 
 }  // namespace brisk::io

@@ -28,9 +28,9 @@ struct TypeRow {
   size_t size;
 };
 constexpr TypeRow kTypes[] = {
-    {StType::F64, "F64", 8}, {StType::F32, "F32", 4}, {StType::F16, "F16", 2},
+    {StType::F64, "F64", 8},   {StType::F32, "F32", 4}, {StType::F16, "F16", 2},
     {StType::BF16, "BF16", 2}, {StType::I64, "I64", 8}, {StType::I32, "I32", 4},
-    {StType::I16, "I16", 2}, {StType::I8, "I8", 1},   {StType::U8, "U8", 1},
+    {StType::I16, "I16", 2},   {StType::I8, "I8", 1},   {StType::U8, "U8", 1},
     {StType::BOOL, "BOOL", 1},
 };
 
@@ -46,19 +46,26 @@ int json_depth(std::string_view s) {
   bool in_str = false, esc = false;
   for (char c : s) {
     if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
+      if (esc)
+        esc = false;
+      else if (c == '\\')
+        esc = true;
+      else if (c == '"')
+        in_str = false;
       continue;
     }
-    if (c == '"') in_str = true;
-    else if (c == '{' || c == '[') max_depth = std::max(max_depth, ++depth);
-    else if (c == '}' || c == ']') --depth;
+    if (c == '"')
+      in_str = true;
+    else if (c == '{' || c == '[')
+      max_depth = std::max(max_depth, ++depth);
+    else if (c == '}' || c == ']')
+      --depth;
   }
   return max_depth;
 }
 
-uint64_t get_u64(const json& j, const std::string& ctx, const std::string& name, const char* field) {
+uint64_t get_u64(const json& j, const std::string& ctx, const std::string& name,
+                 const char* field) {
   if (!j.is_number_unsigned())
     fail(ctx, ": tensor '", name, "': ", field, " must be a non-negative integer");
   return j.get<uint64_t>();
@@ -66,8 +73,12 @@ uint64_t get_u64(const json& j, const std::string& ctx, const std::string& name,
 
 }  // namespace
 
-const char* st_type_name(StType t) { return row(t).name; }
-size_t st_type_size(StType t) { return row(t).size; }
+const char* st_type_name(StType t) {
+  return row(t).name;
+}
+size_t st_type_size(StType t) {
+  return row(t).size;
+}
 
 std::optional<StType> st_type_from_name(std::string_view name) {
   for (const auto& r : kTypes)
@@ -77,29 +88,47 @@ std::optional<StType> st_type_from_name(std::string_view name) {
 
 std::optional<DType> st_type_to_dtype(StType t) {
   switch (t) {
-    case StType::F64: return DType::F64;
-    case StType::F32: return DType::F32;
-    case StType::F16: return DType::F16;
-    case StType::BF16: return DType::BF16;
-    case StType::I64: return DType::I64;
-    case StType::I32: return DType::I32;
-    case StType::I16: return DType::I16;
-    case StType::I8: return DType::I8;
-    default: return std::nullopt;
+    case StType::F64:
+      return DType::F64;
+    case StType::F32:
+      return DType::F32;
+    case StType::F16:
+      return DType::F16;
+    case StType::BF16:
+      return DType::BF16;
+    case StType::I64:
+      return DType::I64;
+    case StType::I32:
+      return DType::I32;
+    case StType::I16:
+      return DType::I16;
+    case StType::I8:
+      return DType::I8;
+    default:
+      return std::nullopt;
   }
 }
 
 std::optional<StType> st_type_from_dtype(DType t) {
   switch (t) {
-    case DType::F64: return StType::F64;
-    case DType::F32: return StType::F32;
-    case DType::F16: return StType::F16;
-    case DType::BF16: return StType::BF16;
-    case DType::I64: return StType::I64;
-    case DType::I32: return StType::I32;
-    case DType::I16: return StType::I16;
-    case DType::I8: return StType::I8;
-    default: return std::nullopt;
+    case DType::F64:
+      return StType::F64;
+    case DType::F32:
+      return StType::F32;
+    case DType::F16:
+      return StType::F16;
+    case DType::BF16:
+      return StType::BF16;
+    case DType::I64:
+      return StType::I64;
+    case DType::I32:
+      return StType::I32;
+    case DType::I16:
+      return StType::I16;
+    case DType::I8:
+      return StType::I8;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -159,7 +188,8 @@ void SafetensorsFile::parse_all(const uint8_t* data, size_t size) {
   json h = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/false);
   if (h.is_discarded()) fail(ctx, ": safetensors header is not valid JSON");
   if (!h.is_object()) fail(ctx, ": safetensors header is not a JSON object");
-  if (!duplicate.empty()) fail(ctx, ": duplicate tensor name '", duplicate, "' in safetensors header");
+  if (!duplicate.empty())
+    fail(ctx, ": duplicate tensor name '", duplicate, "' in safetensors header");
 
   for (const auto& [name, v] : h.items()) {
     if (name == "__metadata__") {
@@ -197,14 +227,15 @@ void SafetensorsFile::parse_all(const uint8_t* data, size_t size) {
       fail(ctx, ": tensor '", name, "': data_offsets must be [begin, end]");
     t.begin = get_u64((*off)[0], ctx, name, "data_offsets");
     t.end = get_u64((*off)[1], ctx, name, "data_offsets");
-    if (t.begin > t.end) fail(ctx, ": tensor '", name, "': data_offsets [", t.begin, ", ", t.end, ") reversed");
+    if (t.begin > t.end)
+      fail(ctx, ": tensor '", name, "': data_offsets [", t.begin, ", ", t.end, ") reversed");
     if (t.end > data_size)
-      fail(ctx, ": tensor '", name, "': data [", t.begin, ", ", t.end, ") past end of data section (",
-           data_size, " bytes)");
+      fail(ctx, ": tensor '", name, "': data [", t.begin, ", ", t.end,
+           ") past end of data section (", data_size, " bytes)");
     const uint64_t expect = n_el * st_type_size(t.type);
     if (t.end - t.begin != expect)
-      fail(ctx, ": tensor '", name, "': data_offsets span ", t.end - t.begin, " bytes, shape and dtype need ",
-           expect);
+      fail(ctx, ": tensor '", name, "': data_offsets span ", t.end - t.begin,
+           " bytes, shape and dtype need ", expect);
     t.nbytes = static_cast<size_t>(expect);
     t.data = data + data_offset_ + t.begin;
     tensors_.push_back(std::move(t));
@@ -227,9 +258,11 @@ void SafetensorsWriter::set_metadata(const std::string& key, const std::string& 
   metadata_[key] = value;
 }
 
-void SafetensorsWriter::add_tensor(const std::string& name, StType type, const std::vector<int64_t>& shape,
-                                   const void* data, size_t nbytes) {
-  check(name != "__metadata__" && !name.empty(), "safetensors writer: invalid tensor name '", name, "'");
+void SafetensorsWriter::add_tensor(const std::string& name, StType type,
+                                   const std::vector<int64_t>& shape, const void* data,
+                                   size_t nbytes) {
+  check(name != "__metadata__" && !name.empty(), "safetensors writer: invalid tensor name '", name,
+        "'");
   uint64_t n_el = 1;
   for (int64_t d : shape) {
     check(d >= 0, "safetensors writer: tensor '", name, "': negative dimension");
@@ -237,7 +270,8 @@ void SafetensorsWriter::add_tensor(const std::string& name, StType type, const s
   }
   check(n_el * st_type_size(type) == nbytes, "safetensors writer: tensor '", name, "': ", nbytes,
         " bytes given, shape needs ", n_el * st_type_size(type));
-  for (const auto& t : tensors_) check(t.name != name, "safetensors writer: duplicate tensor '", name, "'");
+  for (const auto& t : tensors_)
+    check(t.name != name, "safetensors writer: duplicate tensor '", name, "'");
   tensors_.push_back({name, type, shape, data, nbytes});
 }
 
@@ -246,7 +280,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   for (const auto& t : tensors_) order.push_back(&t);
   // Largest element first, then by name: the layout does not depend on the order of add_tensor.
   std::sort(order.begin(), order.end(), [](const Pending* a, const Pending* b) {
-    if (st_type_size(a->type) != st_type_size(b->type)) return st_type_size(a->type) > st_type_size(b->type);
+    if (st_type_size(a->type) != st_type_size(b->type))
+      return st_type_size(a->type) > st_type_size(b->type);
     return a->name < b->name;
   });
   // nlohmann's default object is a sorted map; the data order is ours, the key order is not
@@ -255,7 +290,9 @@ void SafetensorsWriter::write(const std::string& path) const {
   if (!metadata_.empty()) h["__metadata__"] = metadata_;
   uint64_t off = 0;
   for (const Pending* t : order) {
-    h[t->name] = {{"dtype", st_type_name(t->type)}, {"shape", t->shape}, {"data_offsets", {off, off + t->nbytes}}};
+    h[t->name] = {{"dtype", st_type_name(t->type)},
+                  {"shape", t->shape},
+                  {"data_offsets", {off, off + t->nbytes}}};
     off += t->nbytes;
   }
   std::string text = h.dump();

@@ -7,9 +7,9 @@
 // Reader: validates everything before handing out a pointer (header length sane and in bounds,
 // JSON well-formed and shallow, no duplicate names, each tensor's byte range in bounds, equal to
 // prod(shape) * element size, no two ranges overlapping). Tensors are views into the map.
-// Writer: sorts tensors by element size (largest first, then by name) so that every tensor starts at a
-// multiple of its element size, pads the header with spaces to a multiple of 8 bytes, leaves no
-// holes in the data section (strict readers reject holes) and writes atomically. Reading back
+// Writer: sorts tensors by element size (largest first, then by name) so that every tensor starts
+// at a multiple of its element size, pads the header with spaces to a multiple of 8 bytes, leaves
+// no holes in the data section (strict readers reject holes) and writes atomically. Reading back
 // what it wrote gives the same names, dtypes, shapes and bytes.
 #pragma once
 #include <cstdint>
@@ -37,7 +37,7 @@ std::optional<StType> st_type_from_dtype(DType t);
 struct StTensor {
   std::string name;
   StType type = StType::F32;
-  std::vector<int64_t> shape;  // row-major as in the file: shape.back() is contiguous
+  std::vector<int64_t> shape;   // row-major as in the file: shape.back() is contiguous
   uint64_t begin = 0, end = 0;  // [begin, end) relative to the data section
   const uint8_t* data = nullptr;
   size_t nbytes = 0;

@@ -9,7 +9,9 @@ namespace brisk::tok {
 
 namespace {
 
-bool has(std::string_view s, std::string_view marker) { return s.find(marker) != std::string_view::npos; }
+bool has(std::string_view s, std::string_view marker) {
+  return s.find(marker) != std::string_view::npos;
+}
 
 // Python's str.strip() / Jinja's |trim over the ASCII whitespace set (including the \x1c-\x1f
 // separators Python counts as whitespace); non-ASCII spaces are left alone.
@@ -50,10 +52,11 @@ const std::string* leading_system(const std::vector<ChatMessage>& messages, cons
 }
 
 // meta-llama/Llama-2-7b-chat-hf tokenizer_config.json: every user turn is
-// bos + "[INST] " + strip(content) + " [/INST]", every assistant turn " " + strip(content) + " " + eos,
-// and the system message is wrapped in <<SYS>> at the head of the first turn before stripping.
+// bos + "[INST] " + strip(content) + " [/INST]", every assistant turn " " + strip(content) + " " +
+// eos, and the system message is wrapped in <<SYS>> at the head of the first turn before stripping.
 // The template has no generation prompt: " [/INST]" already hands over to the model.
-std::string render_llama2(const std::vector<ChatMessage>& m, std::string_view bos, std::string_view eos) {
+std::string render_llama2(const std::vector<ChatMessage>& m, std::string_view bos,
+                          std::string_view eos) {
   size_t begin = 0;
   const std::string* sys = leading_system(m, "llama2", begin);
   std::string out;
@@ -91,7 +94,8 @@ std::string render_llama3(const std::vector<ChatMessage>& m, bool gen, std::stri
 // default system prompt): "<|im_start|>" + role + "\n" + content + "<|im_end|>\n", no bos.
 std::string render_chatml(const std::vector<ChatMessage>& m, bool gen) {
   std::string out;
-  for (const ChatMessage& msg : m) out += str_cat("<|im_start|>", msg.role, "\n", msg.content, "<|im_end|>\n");
+  for (const ChatMessage& msg : m)
+    out += str_cat("<|im_start|>", msg.role, "\n", msg.content, "<|im_end|>\n");
   if (gen) out += "<|im_start|>assistant\n";
   return out;
 }
@@ -100,7 +104,8 @@ std::string render_chatml(const std::vector<ChatMessage>& m, bool gen) {
 // bos, then user turns " [INST] " + content + " [/INST]" (the system message is folded into the
 // first one as system + "\n\n" + content) and assistant turns " " + content + eos. No trimming
 // and no generation prompt.
-std::string render_mistral(const std::vector<ChatMessage>& m, std::string_view bos, std::string_view eos) {
+std::string render_mistral(const std::vector<ChatMessage>& m, std::string_view bos,
+                           std::string_view eos) {
   size_t begin = 0;
   const std::string* sys = leading_system(m, "mistral", begin);
   std::string out(bos);
@@ -215,13 +220,20 @@ std::string apply_chat_template(ChatFamily family, const std::vector<ChatMessage
                                 std::string_view eos_token) {
   check_roles(messages);
   switch (family) {
-    case ChatFamily::Llama2: return render_llama2(messages, bos_token, eos_token);
-    case ChatFamily::Llama3: return render_llama3(messages, add_generation_prompt, bos_token);
-    case ChatFamily::ChatML: return render_chatml(messages, add_generation_prompt);
-    case ChatFamily::Mistral: return render_mistral(messages, bos_token, eos_token);
-    case ChatFamily::Phi3: return render_phi3(messages, add_generation_prompt, eos_token);
-    case ChatFamily::Zephyr: return render_zephyr(messages, add_generation_prompt, eos_token);
-    case ChatFamily::Gemma: return render_gemma(messages, add_generation_prompt, bos_token);
+    case ChatFamily::Llama2:
+      return render_llama2(messages, bos_token, eos_token);
+    case ChatFamily::Llama3:
+      return render_llama3(messages, add_generation_prompt, bos_token);
+    case ChatFamily::ChatML:
+      return render_chatml(messages, add_generation_prompt);
+    case ChatFamily::Mistral:
+      return render_mistral(messages, bos_token, eos_token);
+    case ChatFamily::Phi3:
+      return render_phi3(messages, add_generation_prompt, eos_token);
+    case ChatFamily::Zephyr:
+      return render_zephyr(messages, add_generation_prompt, eos_token);
+    case ChatFamily::Gemma:
+      return render_gemma(messages, add_generation_prompt, bos_token);
   }
   fail("chat template: invalid family value ", static_cast<int>(family));
 }
@@ -232,8 +244,9 @@ std::string apply_chat_template(std::string_view jinja_template,
                                 std::string_view eos_token) {
   const std::optional<ChatFamily> family = detect_chat_family(jinja_template);
   if (!family) {
-    fail("unsupported chat template (not one of: llama2, llama3, chatml, mistral, phi3, zephyr, "
-         "gemma); pass --chat-template NAME");
+    fail(
+        "unsupported chat template (not one of: llama2, llama3, chatml, mistral, phi3, zephyr, "
+        "gemma); pass --chat-template NAME");
   }
   return apply_chat_template(*family, messages, add_generation_prompt, bos_token, eos_token);
 }

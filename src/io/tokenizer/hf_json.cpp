@@ -11,9 +11,9 @@
 // vocabulary, ordered by the score of ab, as Hugging Face's own SentencePiece converter does).
 #include <algorithm>
 #include <limits>
-#include <optional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "io/tokenizer/pre_tokenizer.h"
@@ -52,10 +52,14 @@ const std::map<std::string, std::string>& hf_pattern_aliases() {
 std::string canonical_pattern(const std::string& raw) {
   std::string p;
   for (char c : raw) {
-    if (c == '\r') p += "\\r";
-    else if (c == '\n') p += "\\n";
-    else if (c == '\t') p += "\\t";
-    else p += c;
+    if (c == '\r')
+      p += "\\r";
+    else if (c == '\n')
+      p += "\\n";
+    else if (c == '\t')
+      p += "\\t";
+    else
+      p += c;
   }
   auto it = hf_pattern_aliases().find(p);
   return it == hf_pattern_aliases().end() ? p : it->second;
@@ -81,7 +85,8 @@ class HfReader {
   void collect(const json& pt, const std::string& field, std::vector<std::string>& pats,
                bool& byte_level, bool& metaspace) const {
     if (pt.is_null()) return;
-    if (!pt.is_object() || !pt.contains("type") || !pt["type"].is_string()) bad(field, "expected an object with a type");
+    if (!pt.is_object() || !pt.contains("type") || !pt["type"].is_string())
+      bad(field, "expected an object with a type");
     const std::string type = pt["type"].get<std::string>();
     if (type == "Sequence") {
       const json& list = pt.value("pretokenizers", json());
@@ -127,7 +132,8 @@ std::optional<std::string> token_string(const json& cfg, const char* key) {
   if (!cfg.is_object() || !cfg.contains(key)) return std::nullopt;
   const json& v = cfg[key];
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return std::nullopt;
 }
 
@@ -166,12 +172,15 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   json cfg = json::object();
   if (!tokenizer_config_json.empty()) {
     cfg = json::parse(tokenizer_config_json, nullptr, false);
-    if (cfg.is_discarded() || !cfg.is_object()) fail(source, ": tokenizer_config.json is not a valid JSON object");
+    if (cfg.is_discarded() || !cfg.is_object())
+      fail(source, ": tokenizer_config.json is not a valid JSON object");
   }
 
   const json& model = tj.value("model", json());
   if (!model.is_object()) r.bad("model", "missing or not an object");
-  const std::string mtype = model.contains("type") && model["type"].is_string() ? model["type"].get<std::string>() : "BPE";
+  const std::string mtype = model.contains("type") && model["type"].is_string()
+                                ? model["type"].get<std::string>()
+                                : "BPE";
   if (mtype != "BPE") r.bad("model.type", "'" + mtype + "' is not supported (only BPE)");
   const json& vocab = model.value("vocab", json());
   if (!vocab.is_object() || vocab.empty()) r.bad("model.vocab", "missing or empty");
@@ -202,8 +211,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   for (size_t k = 0; k < added.size(); ++k) {
     const json& a = added[k];
     const std::string field = str_cat("added_tokens[", k, "]");
-    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
-        !a["content"].is_string())
+    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
+        !a.contains("content") || !a["content"].is_string())
       r.bad(field, "expected {\"id\": int, \"content\": string}");
     place(a["id"].get<int64_t>(), a["content"].get<std::string>(), field);
     added_ids.push_back({a["id"].get<size_t>(), a.value("special", false)});
@@ -211,13 +220,16 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   const size_t n = tokens.size();
   // Holes become placeholder tokens; refuse ids so sparse that placeholders would dominate.
   const size_t n_present = static_cast<size_t>(std::count(present.begin(), present.end(), 1));
-  if (n > 2 * n_present + 1024) r.bad("model.vocab", str_cat("ids are sparse: largest is ", n - 1, " for ", n_present, " tokens"));
+  if (n > 2 * n_present + 1024)
+    r.bad("model.vocab",
+          str_cat("ids are sparse: largest is ", n - 1, " for ", n_present, " tokens"));
 
   std::vector<std::string> pats;
   bool byte_level = false, metaspace = false;
   r.collect(tj.value("pre_tokenizer", json()), "pre_tokenizer", pats, byte_level, metaspace);
   const json& dec = tj.value("decoder", json());
-  if (!byte_level && dec.is_object() && dec.value("type", std::string()) == "ByteLevel") byte_level = true;
+  if (!byte_level && dec.is_object() && dec.value("type", std::string()) == "ByteLevel")
+    byte_level = true;
   const bool spm = !byte_level;
 
   // Merges: "a b" strings or ["a", "b"] pairs.
@@ -229,7 +241,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
     if (m.is_string()) {
       s = m.get<std::string>();
       const size_t sp = s.size() > 1 ? s.find(' ', 1) : std::string::npos;
-      if (sp == std::string::npos || sp + 1 >= s.size()) r.bad(str_cat("model.merges[", k, "]"), "expected 'left right'");
+      if (sp == std::string::npos || sp + 1 >= s.size())
+        r.bad(str_cat("model.merges[", k, "]"), "expected 'left right'");
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       if (m[0].get<std::string>().empty() || m[1].get<std::string>().empty())
         r.bad(str_cat("model.merges[", k, "]"), "empty merge part");
@@ -250,7 +263,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
 
   const bool byte_fallback = model.value("byte_fallback", false) == true;
   std::optional<std::string> unk_text;
-  if (model.contains("unk_token") && model["unk_token"].is_string()) unk_text = model["unk_token"].get<std::string>();
+  if (model.contains("unk_token") && model["unk_token"].is_string())
+    unk_text = model["unk_token"].get<std::string>();
   if (!unk_text) unk_text = token_string(cfg, "unk_token");
   const int64_t unk_id = unk_text ? id_of(*unk_text) : -1;
 
@@ -259,7 +273,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
     if (!present[i]) {
       tokens[i] = str_cat("[PAD", i, "]");
       types[i] = static_cast<int32_t>(TokenType::kUnused);
-    } else if (spm && byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0 && tokens[i][5] == '>') {
+    } else if (spm && byte_fallback && tokens[i].size() == 6 && tokens[i].rfind("<0x", 0) == 0 &&
+               tokens[i][5] == '>') {
       types[i] = static_cast<int32_t>(TokenType::kByte);
     }
   }
@@ -273,18 +288,22 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   if (spm) {
     set("tokenizer.ggml.pre", gguf::Value::string("default"));
   } else {
-    if (pats.empty()) r.bad("pre_tokenizer", "a byte-level tokenizer without a splitting pattern is not supported");
+    if (pats.empty())
+      r.bad("pre_tokenizer", "a byte-level tokenizer without a splitting pattern is not supported");
     const PreTokenizerSpec* found = nullptr;
     for (const auto& spec : pre_tokenizer_specs()) {
       if (spec.patterns.size() != pats.size()) continue;
       bool same = true;
-      for (size_t i = 0; same && i < pats.size(); ++i) same = canonical_pattern(spec.patterns[i]) == pats[i];
+      for (size_t i = 0; same && i < pats.size(); ++i)
+        same = canonical_pattern(spec.patterns[i]) == pats[i];
       if (same) {
         found = &spec;
         break;
       }
     }
-    if (!found) r.bad("pre_tokenizer", "split patterns do not match any known pre-tokenizer (first: " + pats[0] + ")");
+    if (!found)
+      r.bad("pre_tokenizer",
+            "split patterns do not match any known pre-tokenizer (first: " + pats[0] + ")");
     set("tokenizer.ggml.pre", gguf::Value::string(found->name));
   }
   set("tokenizer.ggml.tokens", gguf::Value::strings(tokens));
@@ -314,8 +333,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   int64_t bos = -1, eos = -1;
   const json& post = tj.value("post_processor", json());
   std::vector<json> procs;
-  if (post.is_object() && post.value("type", std::string()) == "Sequence" && post.contains("processors") &&
-      post["processors"].is_array())
+  if (post.is_object() && post.value("type", std::string()) == "Sequence" &&
+      post.contains("processors") && post["processors"].is_array())
     for (const auto& p : post["processors"]) procs.push_back(p);
   else if (post.is_object())
     procs.push_back(post);
@@ -324,7 +343,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
     const json& single = p.value("single", json());
     if (!single.is_array() || single.empty()) continue;
     auto special_id = [&](const json& item) -> int64_t {
-      if (!item.is_object() || !item.contains("SpecialToken") || !item["SpecialToken"].is_object()) return -1;
+      if (!item.is_object() || !item.contains("SpecialToken") || !item["SpecialToken"].is_object())
+        return -1;
       const json& st = item["SpecialToken"];
       if (!st.contains("id") || !st["id"].is_string()) return -1;
       return id_of(st["id"].get<std::string>());
@@ -337,8 +357,10 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   }
   if (auto t = token_string(cfg, "bos_token")) bos = id_of(*t);
   if (auto t = token_string(cfg, "eos_token")) eos = id_of(*t);
-  if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) add_bos = cfg["add_bos_token"].get<bool>();
-  if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean()) add_eos = cfg["add_eos_token"].get<bool>();
+  if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
+    add_bos = cfg["add_bos_token"].get<bool>();
+  if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean())
+    add_eos = cfg["add_eos_token"].get<bool>();
   set_id("tokenizer.ggml.bos_token_id", bos);
   set_id("tokenizer.ggml.eos_token_id", eos);
   set_id("tokenizer.ggml.unknown_token_id", unk_id);
@@ -346,7 +368,8 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
   if (add_bos) set("tokenizer.ggml.add_bos_token", gguf::Value::boolean(*add_bos && bos >= 0));
   if (add_eos) set("tokenizer.ggml.add_eos_token", gguf::Value::boolean(*add_eos && eos >= 0));
   if (spm) {
-    const bool prefix = contains_prepend_space(tj.value("normalizer", json())) || metaspace_prefix(tj.value("pre_tokenizer", json()));
+    const bool prefix = contains_prepend_space(tj.value("normalizer", json())) ||
+                        metaspace_prefix(tj.value("pre_tokenizer", json()));
     set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(prefix));
   }
 
@@ -358,9 +381,11 @@ io::Metadata tokenizer_metadata_from_hf(std::string_view tokenizer_json,
     } else if (ct.is_array()) {
       // A list of {"name", "template"}: the "default" one, else the first.
       for (const auto& e : ct)
-        if (e.is_object() && e.value("name", std::string()) == "default" && e.contains("template") && e["template"].is_string())
+        if (e.is_object() && e.value("name", std::string()) == "default" &&
+            e.contains("template") && e["template"].is_string())
           text = e["template"].get<std::string>();
-      if (text.empty() && !ct.empty() && ct[0].is_object() && ct[0].contains("template") && ct[0]["template"].is_string())
+      if (text.empty() && !ct.empty() && ct[0].is_object() && ct[0].contains("template") &&
+          ct[0]["template"].is_string())
         text = ct[0]["template"].get<std::string>();
     }
     if (!text.empty()) set("tokenizer.chat_template", gguf::Value::string(text));
@@ -377,7 +402,8 @@ std::string tokenizer_json_from_metadata(const io::Metadata& kv) {
   ojson added = ojson::array();
   for (size_t i = 0; i < n; ++i) {
     const TokenType ty = t.token_type(static_cast<int32_t>(i));
-    if (ty != TokenType::kControl && ty != TokenType::kUserDefined && ty != TokenType::kUnknown) continue;
+    if (ty != TokenType::kControl && ty != TokenType::kUserDefined && ty != TokenType::kUnknown)
+      continue;
     added.push_back({{"id", i},
                      {"content", t.token_text(static_cast<int32_t>(i))},
                      {"single_word", false},
@@ -411,7 +437,8 @@ std::string tokenizer_json_from_metadata(const io::Metadata& kv) {
            cut += utf8_len(static_cast<uint8_t>(s[cut]))) {
         const int32_t l = t.find_token(std::string_view(s).substr(0, cut));
         const int32_t r = t.find_token(std::string_view(s).substr(cut));
-        if (l >= 0 && r >= 0) ms.push_back({t.token_score(id), id, l, s.substr(0, cut) + " " + s.substr(cut)});
+        if (l >= 0 && r >= 0)
+          ms.push_back({t.token_score(id), id, l, s.substr(0, cut) + " " + s.substr(cut)});
       }
     }
     std::stable_sort(ms.begin(), ms.end(), [](const M& a, const M& b) {
@@ -447,17 +474,27 @@ std::string tokenizer_json_from_metadata(const io::Metadata& kv) {
     decs.push_back({{"type", "Replace"}, {"pattern", {{"String", kSpmSpace}}}, {"content", " "}});
     decs.push_back({{"type", "ByteFallback"}});
     decs.push_back({{"type", "Fuse"}});
-    if (t.add_space_prefix()) decs.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+    if (t.add_space_prefix())
+      decs.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
     decoder = {{"type", "Sequence"}, {"decoders", std::move(decs)}};
   } else {
     const PreTokenizerSpec* spec = find_pre_tokenizer(t.pre());
     model["ignore_merges"] = spec->ignore_merges;
     ojson steps = ojson::array();
     for (const char* p : spec->patterns)
-      steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
-    steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+      steps.push_back({{"type", "Split"},
+                       {"pattern", {{"Regex", p}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}});
+    steps.push_back({{"type", "ByteLevel"},
+                     {"add_prefix_space", false},
+                     {"trim_offsets", true},
+                     {"use_regex", false}});
     pre = {{"type", "Sequence"}, {"pretokenizers", std::move(steps)}};
-    decoder = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+    decoder = {{"type", "ByteLevel"},
+               {"add_prefix_space", true},
+               {"trim_offsets", true},
+               {"use_regex", true}};
   }
 
   ojson post = nullptr;
@@ -475,20 +512,28 @@ std::string tokenizer_json_from_metadata(const io::Metadata& kv) {
     if (t.add_bos()) pair.push_back(special(t.bos_id(), 1));
     pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
     if (t.add_eos()) pair.push_back(special(t.eos_id(), 1));
-    post = {{"type", "TemplateProcessing"}, {"single", std::move(single)}, {"pair", std::move(pair)},
+    post = {{"type", "TemplateProcessing"},
+            {"single", std::move(single)},
+            {"pair", std::move(pair)},
             {"special_tokens", std::move(specials)}};
   }
 
   // Splice the sorted vocabulary in as text: ordered_json cannot hold a json value directly.
-  ojson out = {{"version", "1.0"},           {"truncation", nullptr},   {"padding", nullptr},
-               {"added_tokens", std::move(added)}, {"normalizer", std::move(normalizer)},
-               {"pre_tokenizer", std::move(pre)},  {"post_processor", std::move(post)},
-               {"decoder", std::move(decoder)},    {"model", std::move(model)}};
+  ojson out = {{"version", "1.0"},
+               {"truncation", nullptr},
+               {"padding", nullptr},
+               {"added_tokens", std::move(added)},
+               {"normalizer", std::move(normalizer)},
+               {"pre_tokenizer", std::move(pre)},
+               {"post_processor", std::move(post)},
+               {"decoder", std::move(decoder)},
+               {"model", std::move(model)}};
   // Token text may hold bytes that are not UTF-8; replace rather than throw.
   std::string text = out.dump(2, ' ', false, ojson::error_handler_t::replace);
   static constexpr std::string_view kHole = "\"vocab\": null";
   const size_t at = text.rfind(kHole);
-  text.replace(at, kHole.size(), "\"vocab\": " + vocab.dump(-1, ' ', false, json::error_handler_t::replace));
+  text.replace(at, kHole.size(),
+               "\"vocab\": " + vocab.dump(-1, ' ', false, json::error_handler_t::replace));
   return text + "\n";
 }
 

@@ -43,9 +43,7 @@ const std::vector<PreTokenizerSpec>& specs() {
        {"gpt2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de",
         "jina-v2-code", "roberta-bpe", "jais", "trillion"},
        {kGpt2}},
-      {"default",
-       {},
-       {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2NoTail, R"(\p{N}+)", "[0-9][0-9][0-9]"}},
+      {"default", {}, {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2NoTail, R"(\p{N}+)", "[0-9][0-9][0-9]"}},
       {"llama3",
        {"llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "dbrx",
         "smaug-bpe", "chatglm-bpe"},
@@ -69,7 +67,9 @@ const std::vector<PreTokenizerSpec>& specs() {
 
 }  // namespace
 
-const std::vector<PreTokenizerSpec>& pre_tokenizer_specs() { return specs(); }
+const std::vector<PreTokenizerSpec>& pre_tokenizer_specs() {
+  return specs();
+}
 
 const PreTokenizerSpec* find_pre_tokenizer(std::string_view pre) {
   for (const auto& s : specs()) {

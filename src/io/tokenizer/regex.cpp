@@ -26,7 +26,8 @@ CpText CpText::from_utf8(std::string_view text) {
 
 bool CpRegex::ClassSet::matches(char32_t cp, uint8_t fl) const {
   bool m = (fl & any_flags) != 0 || (none_flags & ~fl) != 0 || (dot && cp != U'\n');
-  for (size_t i = 0; !m && i < ranges.size(); ++i) m = cp >= ranges[i].first && cp <= ranges[i].second;
+  for (size_t i = 0; !m && i < ranges.size(); ++i)
+    m = cp >= ranges[i].first && cp <= ranges[i].second;
   return m != negated;
 }
 
@@ -246,24 +247,44 @@ class RegexCompiler {
       cs.ranges.insert(cs.ranges.end(), lit.ranges.begin(), lit.ranges.end());
     };
     switch (e) {
-      case U'r': add(U'\r'); return true;
-      case U'n': add(U'\n'); return true;
-      case U't': add(U'\t'); return true;
-      case U'f': add(U'\f'); return true;
-      case U'v': add(U'\v'); return true;
-      case U's': cs.any_flags |= kSpace; return true;
-      case U'S': cs.none_flags |= kSpace; return true;
-      case U'd': cs.ranges.push_back({U'0', U'9'}); return true;
+      case U'r':
+        add(U'\r');
+        return true;
+      case U'n':
+        add(U'\n');
+        return true;
+      case U't':
+        add(U'\t');
+        return true;
+      case U'f':
+        add(U'\f');
+        return true;
+      case U'v':
+        add(U'\v');
+        return true;
+      case U's':
+        cs.any_flags |= kSpace;
+        return true;
+      case U'S':
+        cs.none_flags |= kSpace;
+        return true;
+      case U'd':
+        cs.ranges.push_back({U'0', U'9'});
+        return true;
       case U'p':
       case U'P': {
         if (peek() != U'{' || pos_ + 2 >= cps_.size() || cps_[pos_ + 2] != U'}') return false;
         const char32_t name = cps_[pos_ + 1];
         pos_ += 3;
         uint8_t bit = 0;
-        if (name == U'L') bit = kLetter;
-        else if (name == U'N') bit = kNumber;
-        else if (name == U'P') bit = kPunct;
-        else error("unsupported \\p category");
+        if (name == U'L')
+          bit = kLetter;
+        else if (name == U'N')
+          bit = kNumber;
+        else if (name == U'P')
+          bit = kPunct;
+        else
+          error("unsupported \\p category");
         (e == U'p' ? cs.any_flags : cs.none_flags) |= bit;
         return true;
       }

@@ -67,7 +67,8 @@ void merge_symbols(std::vector<Symbol>& syms, PriorityFn&& priority_of) {
     if (priority_of(syms[static_cast<size_t>(l)], syms[static_cast<size_t>(r)], &pr))
       queue.push({pr, l, r, syms[static_cast<size_t>(l)].len + syms[static_cast<size_t>(r)].len});
   };
-  for (size_t i = 1; i < syms.size(); ++i) try_add(static_cast<int32_t>(i - 1), static_cast<int32_t>(i));
+  for (size_t i = 1; i < syms.size(); ++i)
+    try_add(static_cast<int32_t>(i - 1), static_cast<int32_t>(i));
   while (!queue.empty()) {
     const Candidate c = queue.top();
     queue.pop();
@@ -91,15 +92,18 @@ int32_t Tokenizer::spm_byte_token(uint8_t b) const {
   return id >= 0 ? id : unk_;
 }
 
-void Tokenizer::encode_spm(std::string_view raw, bool prefix_space, std::vector<int32_t>& out) const {
+void Tokenizer::encode_spm(std::string_view raw, bool prefix_space,
+                           std::vector<int32_t>& out) const {
   // SentencePiece sees spaces as U+2581, with one added in front when asked.
   static constexpr std::string_view kSpace = "\xE2\x96\x81";
   std::string text;
   text.reserve(raw.size() + 8);
   if (prefix_space) text += kSpace;
   for (char c : raw) {
-    if (c == ' ') text += kSpace;
-    else text += c;
+    if (c == ' ')
+      text += kSpace;
+    else
+      text += c;
   }
   if (text.empty()) return;
 
@@ -167,10 +171,13 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
     // Not a token (a merge produced an entry missing from the vocabulary, or a byte image is
     // missing): fall back to one token per character, or <unk>.
     for (size_t off = 0; off < scratch.size();) {
-      const size_t len = std::min(utf8_len(static_cast<uint8_t>(scratch[off])), scratch.size() - off);
+      const size_t len =
+          std::min(utf8_len(static_cast<uint8_t>(scratch[off])), scratch.size() - off);
       const int32_t id = find_token(std::string_view(scratch).substr(off, len));
-      if (id >= 0) out.push_back(id);
-      else if (unk_ >= 0) out.push_back(unk_);
+      if (id >= 0)
+        out.push_back(id);
+      else if (unk_ >= 0)
+        out.push_back(unk_);
       off += len;
     }
   }

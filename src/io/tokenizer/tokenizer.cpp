@@ -107,10 +107,14 @@ int parse_byte_token(std::string_view s) {
   for (size_t i = 3; i < 5; ++i) {
     const char c = s[i];
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return -1;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return -1;
     v = v * 16 + d;
   }
   return v;
@@ -119,7 +123,7 @@ int parse_byte_token(std::string_view s) {
 }  // namespace
 
 std::shared_ptr<const Tokenizer> Tokenizer::from_metadata(const io::Metadata& kv,
-                                                           const std::string& source) {
+                                                          const std::string& source) {
   std::shared_ptr<Tokenizer> t(new Tokenizer());
   t->load(kv, source);
   return t;
@@ -135,13 +139,15 @@ void Tokenizer::load(const io::Metadata& kv, const std::string& source) {
   } else if (model_ == "gpt2") {
     kind_ = Kind::kBpe;
   } else {
-    m.bad("tokenizer.ggml.model", "unsupported tokenizer model '" + model_ + "' (want llama or gpt2)");
+    m.bad("tokenizer.ggml.model",
+          "unsupported tokenizer model '" + model_ + "' (want llama or gpt2)");
   }
 
   const auto* toks = m.array("tokenizer.ggml.tokens", gguf::ValueType::STRING);
   if (!toks) m.bad("tokenizer.ggml.tokens", "missing");
   if (toks->empty()) m.bad("tokenizer.ggml.tokens", "empty vocabulary");
-  if (toks->size() > static_cast<size_t>(INT32_MAX)) m.bad("tokenizer.ggml.tokens", "too many tokens");
+  if (toks->size() > static_cast<size_t>(INT32_MAX))
+    m.bad("tokenizer.ggml.tokens", "too many tokens");
   const size_t n = toks->size();
   tokens_.reserve(n);
   for (const auto& v : *toks) tokens_.push_back(v.str);
@@ -150,30 +156,32 @@ void Tokenizer::load(const io::Metadata& kv, const std::string& source) {
   if (const gguf::Value* sv = m.find("tokenizer.ggml.scores")) {
     if (sv->type != gguf::ValueType::ARRAY) m.bad("tokenizer.ggml.scores", "expected an array");
     if (sv->arr.size() != n)
-      m.bad("tokenizer.ggml.scores", str_cat("has ", sv->arr.size(), " entries for ", n, " tokens"));
+      m.bad("tokenizer.ggml.scores",
+            str_cat("has ", sv->arr.size(), " entries for ", n, " tokens"));
     for (size_t i = 0; i < n; ++i) {
       if (!sv->arr[i].is_float() && !sv->arr[i].is_integer())
         m.bad("tokenizer.ggml.scores", "expected numbers");
       scores_[i] = static_cast<float>(sv->arr[i].is_float() ? sv->arr[i].f
-                                                             : static_cast<double>(sv->arr[i].i));
+                                                            : static_cast<double>(sv->arr[i].i));
     }
   }
 
   types_.assign(n, TokenType::kNormal);
   if (const gguf::Value* tv = m.find("tokenizer.ggml.token_type")) {
-    if (tv->type != gguf::ValueType::ARRAY || !std::all_of(tv->arr.begin(), tv->arr.end(), [](const auto& e) {
-          return e.is_integer();
-        }))
+    if (tv->type != gguf::ValueType::ARRAY ||
+        !std::all_of(tv->arr.begin(), tv->arr.end(), [](const auto& e) { return e.is_integer(); }))
       m.bad("tokenizer.ggml.token_type", "expected an array of integers");
     if (tv->arr.size() != n)
-      m.bad("tokenizer.ggml.token_type", str_cat("has ", tv->arr.size(), " entries for ", n, " tokens"));
+      m.bad("tokenizer.ggml.token_type",
+            str_cat("has ", tv->arr.size(), " entries for ", n, " tokens"));
     for (size_t i = 0; i < n; ++i) {
       const auto& e = tv->arr[i];
       const int64_t x = e.type == gguf::ValueType::INT8 || e.type == gguf::ValueType::INT16 ||
                                 e.type == gguf::ValueType::INT32 || e.type == gguf::ValueType::INT64
                             ? e.i
                             : static_cast<int64_t>(e.u);
-      if (x < 0 || x > 6) m.bad("tokenizer.ggml.token_type", str_cat("token ", i, " has unknown type ", x));
+      if (x < 0 || x > 6)
+        m.bad("tokenizer.ggml.token_type", str_cat("token ", i, " has unknown type ", x));
       types_[i] = static_cast<TokenType>(x);
     }
   }
@@ -228,7 +236,8 @@ void Tokenizer::load(const io::Metadata& kv, const std::string& source) {
 
   // llama.cpp strips whitespace after Phi-3's special tokens; the test vectors rely on it.
   std::string name = m.string("general.name").value_or("");
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
     for (int32_t id : special_) strip_[static_cast<size_t>(id)] |= 2;
     for (const char* t : {"</s>"})
@@ -252,7 +261,8 @@ void Tokenizer::build_tables() {
       case TokenType::kByte: {
         const int b = parse_byte_token(t);
         if (b >= 0) {
-          if (byte_token_[static_cast<size_t>(b)] < 0) byte_token_[static_cast<size_t>(b)] = static_cast<int32_t>(i);
+          if (byte_token_[static_cast<size_t>(b)] < 0)
+            byte_token_[static_cast<size_t>(b)] = static_cast<int32_t>(i);
           pieces_[i] = std::string(1, static_cast<char>(b));
         } else {
           pieces_[i] = kind_ == Kind::kBpe ? unicode_text_to_bytes(t) : t;
@@ -314,7 +324,9 @@ int32_t Tokenizer::find_token(std::string_view text) const {
   return it == text_to_id_.end() ? -1 : it->second;
 }
 
-bool Tokenizer::is_eog(int32_t id) const { return std::binary_search(eog_.begin(), eog_.end(), id); }
+bool Tokenizer::is_eog(int32_t id) const {
+  return std::binary_search(eog_.begin(), eog_.end(), id);
+}
 
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && id < n_vocab() && is_special_type(types_[static_cast<size_t>(id)]);
@@ -351,12 +363,14 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view t
         changed = true;
         std::string_view left = rest.substr(0, pos);
         if (lstrip)
-          while (!left.empty() && std::isspace(static_cast<unsigned char>(left.back()))) left.remove_suffix(1);
+          while (!left.empty() && std::isspace(static_cast<unsigned char>(left.back())))
+            left.remove_suffix(1);
         if (!left.empty()) next.push_back({-1, left});
         next.push_back({id, {}});
         rest = rest.substr(pos + st.size());
         if (rstrip)
-          while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front()))) rest.remove_prefix(1);
+          while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front())))
+            rest.remove_prefix(1);
       }
       if (!rest.empty()) next.push_back({-1, rest});
     }
@@ -396,13 +410,15 @@ bool Tokenizer::strips_space_after(int32_t prev) const {
 }
 
 void Tokenizer::append_piece(int32_t prev, int32_t id, bool skip_special, std::string& out) const {
-  if (id < 0 || id >= n_vocab()) fail("decode: token id ", id, " out of range [0, ", n_vocab(), ")");
+  if (id < 0 || id >= n_vocab())
+    fail("decode: token id ", id, " out of range [0, ", n_vocab(), ")");
   const size_t i = static_cast<size_t>(id);
   const TokenType ty = types_[i];
   if (skip_special && is_special_type(ty)) return;
   std::string_view p = pieces_[i];
   // Undo the space encode() put before text at the start or after a special token (SPM).
-  const bool is_text = ty == TokenType::kNormal || ty == TokenType::kByte || ty == TokenType::kUndefined;
+  const bool is_text =
+      ty == TokenType::kNormal || ty == TokenType::kByte || ty == TokenType::kUndefined;
   if (is_text && !p.empty() && p[0] == ' ' && strips_space_after(prev)) p.remove_prefix(1);
   out += p;
 }

@@ -46,7 +46,7 @@ class Tokenizer {
 
   // Builds a tokenizer from tokenizer.ggml.* metadata; `source` (a file name) prefixes errors.
   static std::shared_ptr<const Tokenizer> from_metadata(const io::Metadata& kv,
-                                                         const std::string& source);
+                                                        const std::string& source);
 
   // add_special: BOS / EOS as the vocabulary asks (add_bos() / add_eos()).
   // parse_special: CONTROL tokens written in the text (e.g. "<|im_end|>") become their ids.

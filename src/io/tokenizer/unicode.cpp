@@ -149,7 +149,9 @@ const ByteTables& byte_tables() {
 
 }  // namespace
 
-char32_t byte_to_unicode(uint8_t b) { return byte_tables().to_cp[b]; }
+char32_t byte_to_unicode(uint8_t b) {
+  return byte_tables().to_cp[b];
+}
 
 int unicode_to_byte(char32_t cp) {
   if (cp >= 512) return -1;

@@ -31,6 +31,7 @@ bool has_quant_kernels(DType t);
 // from_float with a per-element importance (n floats, e.g. an imatrix row; larger = this element's
 // error matters more). The k-quants weigh their scale search with it; other types ignore it.
 // importance == nullptr is exactly quant_kernels(t).from_float.
-void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n, const float* importance);
+void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n,
+                           const float* importance);
 
 }  // namespace brisk::kernels

@@ -19,8 +19,8 @@
 
 namespace brisk::kernels {
 
-inline constexpr int kQK = 32;     // legacy block size
-inline constexpr int kQK_K = 256;  // k-quant super-block size
+inline constexpr int kQK = 32;          // legacy block size
+inline constexpr int kQK_K = 256;       // k-quant super-block size
 inline constexpr int kKScaleSize = 12;  // packed 6-bit scales/mins of Q4_K/Q5_K, Q3_K scales
 
 // x[j] = ((qs[j] & 15) - 8) * d, x[j + 16] = ((qs[j] >> 4) - 8) * d for j in [0, 16).
@@ -141,7 +141,9 @@ inline int nearest_int(float x) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
-inline float fp16(uint16_t h) { return f16_to_f32(h); }
+inline float fp16(uint16_t h) {
+  return f16_to_f32(h);
+}
 
 // Branch-free f16 -> f32 with the same values as f16_to_f32 (NaNs stay NaN, quieted), so loops
 // over halves vectorise. Normal/inf/nan: exponent+mantissa moved into an f32 with its exponent
@@ -181,10 +183,18 @@ void pack_scales_q3_k(const int8_t in[16], uint8_t q[kKScaleSize]);     // in in
 // below folds to one test of n per call).
 constexpr int64_t kernel_block_size(DType t) {
   switch (t) {
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q8_0:
     case DType::Q8_1:
       return kQK;
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
     case DType::Q8_K:
       return kQK_K;
     default:
@@ -194,7 +204,8 @@ constexpr int64_t kernel_block_size(DType t) {
 [[noreturn]] void fail_block_multiple(DType t, int64_t n, const char* what);
 // Throws brisk::Error unless n is a non-negative multiple of t's block size; `what` names the call.
 inline void check_block_multiple(DType t, int64_t n, const char* what) {
-  if (n < 0 || n % kernel_block_size(t) != 0) [[unlikely]] fail_block_multiple(t, n, what);
+  if (n < 0 || n % kernel_block_size(t) != 0) [[unlikely]]
+    fail_block_multiple(t, n, what);
 }
 
 // ---- per-type kernels (scalar reference) -------------------------------------------------------

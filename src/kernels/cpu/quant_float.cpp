@@ -78,8 +78,9 @@ void bf16_from_float(const float* src, void* dst, int64_t n) {
 }
 float bf16_vec_dot(int64_t n, const void* w, const void* a) {
   check_block_multiple(DType::BF16, n, "vec_dot");
-  return lane_dot(n, static_cast<const uint16_t*>(w), static_cast<const float*>(a),
-                  [](uint16_t v) { return bf16_to_f32(v); }, [](float v) { return v; });
+  return lane_dot(
+      n, static_cast<const uint16_t*>(w), static_cast<const float*>(a),
+      [](uint16_t v) { return bf16_to_f32(v); }, [](float v) { return v; });
 }
 
 }  // namespace brisk::kernels

@@ -25,7 +25,8 @@ inline int dot_i8(const int8_t* a, const int8_t* b, int n) {
 void unpack_2bit(const uint8_t* qs, int8_t* q) {
   for (int h = 0; h < 2; ++h)
     for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < 32; ++l) q[128 * h + 32 * k + l] = static_cast<int8_t>((qs[32 * h + l] >> (2 * k)) & 3);
+      for (int l = 0; l < 32; ++l)
+        q[128 * h + 32 * k + l] = static_cast<int8_t>((qs[32 * h + l] >> (2 * k)) & 3);
 }
 
 // Q3_K: signed codes q - 4 in [-4, 3]; the high bit of e is bit e / 32 of hmask[e % 32].
@@ -51,7 +52,8 @@ void unpack_q5_k(const BlockQ5_K& b, int8_t* q) {
   for (int p = 0; p < 4; ++p)
     for (int l = 0; l < 32; ++l) {
       q[64 * p + l] = static_cast<int8_t>(q[64 * p + l] | (((b.qh[l] >> (2 * p)) & 1) << 4));
-      q[64 * p + 32 + l] = static_cast<int8_t>(q[64 * p + 32 + l] | (((b.qh[l] >> (2 * p + 1)) & 1) << 4));
+      q[64 * p + 32 + l] =
+          static_cast<int8_t>(q[64 * p + 32 + l] | (((b.qh[l] >> (2 * p + 1)) & 1) << 4));
     }
 }
 
@@ -278,7 +280,8 @@ void q8_k_from_float(const float* src, void* dst, int64_t n) {
       continue;
     }
     const float iscale = -127.0f / mx;
-    for (int j = 0; j < kQK_K; ++j) b[i].qs[j] = static_cast<int8_t>(std::min(127, nearest_int(iscale * src[j])));
+    for (int j = 0; j < kQK_K; ++j)
+      b[i].qs[j] = static_cast<int8_t>(std::min(127, nearest_int(iscale * src[j])));
     for (int j = 0; j < 16; ++j) {
       int s = 0;
       for (int l = 0; l < 16; ++l) s += b[i].qs[16 * j + l];

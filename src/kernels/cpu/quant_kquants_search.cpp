@@ -22,7 +22,9 @@ namespace {
 
 constexpr float kGroupEps = 1e-15f;
 
-inline int clampi(int v, int lo, int hi) { return std::min(hi, std::max(lo, v)); }
+inline int clampi(int v, int lo, int hi) {
+  return std::min(hi, std::max(lo, v));
+}
 
 // ---- symmetric fit ------------------------------------------------------------------------------
 
@@ -58,7 +60,8 @@ float fit_symmetric(const float* x, const float* w, int n, int nmax, int8_t* L) 
   float best = -1, best_d = 0;
   for (int step = -9; step <= 9; ++step) {
     const float iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / mx;
-    for (int i = 0; i < n; ++i) cand[i] = static_cast<int8_t>(clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+    for (int i = 0; i < n; ++i)
+      cand[i] = static_cast<int8_t>(clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
     float d;
     const float s = sym_score(x, w, cand, n, d);
     if (s > best) {
@@ -70,7 +73,8 @@ float fit_symmetric(const float* x, const float* w, int n, int nmax, int8_t* L) 
   // Alternate: codes nearest to x / d, then the least-squares d for those codes.
   for (int iter = 0; iter < 8 && best_d != 0; ++iter) {
     const float id = 1.0f / best_d;
-    for (int i = 0; i < n; ++i) cand[i] = static_cast<int8_t>(clampi(nearest_int(id * x[i]), -nmax, nmax - 1));
+    for (int i = 0; i < n; ++i)
+      cand[i] = static_cast<int8_t>(clampi(nearest_int(id * x[i]), -nmax, nmax - 1));
     float d;
     const float s = sym_score(x, w, cand, n, d);
     if (!(s > best * (1.0f + 1e-6f))) break;
@@ -86,7 +90,8 @@ float fit_symmetric(const float* x, const float* w, int n, int nmax, int8_t* L) 
 // Weighted least squares of x ~ d * L + b over codes L, with b <= 0 enforced. Returns the error
 // less the constant sum(w x^2), from the sums (no second pass):
 //   sum w (dL + b - x)^2 - sum w x^2 = d^2 Sll + 2 d b Sl + b^2 Sw - 2 d Sxl - 2 b Sx.
-inline float asym_solve(const float* x, const float* w, const uint8_t* L, int n, float& d, float& b) {
+inline float asym_solve(const float* x, const float* w, const uint8_t* L, int n, float& d,
+                        float& b) {
   float sw = 0, sx = 0, sl = 0, sll = 0, sxl = 0;
   for (int i = 0; i < n; ++i) {
     const float l = L[i];
@@ -129,7 +134,8 @@ float fit_asymmetric(const float* x, const float* w, int n, int nmax, uint8_t* L
   uint8_t cand[32];
   float best_err = INFINITY, best_d = 0, best_b = lo;
   auto try_codes = [&](float iscale, float b0) {
-    for (int i = 0; i < n; ++i) cand[i] = static_cast<uint8_t>(clampi(nearest_int(iscale * (x[i] - b0)), 0, nmax));
+    for (int i = 0; i < n; ++i)
+      cand[i] = static_cast<uint8_t>(clampi(nearest_int(iscale * (x[i] - b0)), 0, nmax));
     float d, b;
     const float err = asym_solve(x, w, cand, n, d, b);
     if (err < best_err && d >= 0) {
@@ -149,19 +155,22 @@ float fit_asymmetric(const float* x, const float* w, int n, int nmax, uint8_t* L
   if (best_d <= 0) {  // degenerate (e.g. all weights zero): plain min/max grid
     best_d = (hi - lo) / static_cast<float>(nmax);
     best_b = lo;
-    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(clampi(nearest_int((x[i] - lo) / best_d), 0, nmax));
+    for (int i = 0; i < n; ++i)
+      L[i] = static_cast<uint8_t>(clampi(nearest_int((x[i] - lo) / best_d), 0, nmax));
   }
   m_out = -best_b;
   return best_d;
 }
 
-// ---- weights --------------------------------------------------------------------------------------
+// ---- weights
+// --------------------------------------------------------------------------------------
 
 enum class Weighting { kSquare, kAbs, kRmsPlusAbs };
 
 // w[i] for one group of n values; `imp` (may be null) is the importance of the same elements and
 // sigma2 the block's mean square (used only with importance).
-void group_weights(const float* x, const float* imp, int n, Weighting kind, float sigma2, float* w) {
+void group_weights(const float* x, const float* imp, int n, Weighting kind, float sigma2,
+                   float* w) {
   if (imp) {
     for (int i = 0; i < n; ++i) w[i] = imp[i] * std::sqrt(sigma2 + x[i] * x[i]);
     return;
@@ -194,23 +203,25 @@ void pack_2bit(const uint8_t* L, uint8_t* qs) {
   for (int h = 0; h < 2; ++h)
     for (int l = 0; l < 32; ++l) {
       const uint8_t* e = L + 128 * h + l;
-      qs[32 * h + l] = static_cast<uint8_t>((e[0] & 3) | ((e[32] & 3) << 2) | ((e[64] & 3) << 4) | ((e[96] & 3) << 6));
+      qs[32 * h + l] = static_cast<uint8_t>((e[0] & 3) | ((e[32] & 3) << 2) | ((e[64] & 3) << 4) |
+                                            ((e[96] & 3) << 6));
     }
 }
 
 // Asymmetric super-block: fit nsub groups of `sub` elements, quantise scales and mins to
 // [0, smax] against d = max_scale / smax and dmin = max_min / smax, recompute codes. Fills
 // L (256 codes), sc/mn (nsub quantised values); returns f16 d and dmin through the last two.
-void quantize_asym_block(const float* x, const float* imp, int sub, int nmax, int smax, Weighting wk,
-                         float rmin, float rdelta, int nstep, uint8_t* L, uint8_t* sc, uint8_t* mn,
-                         uint16_t& d16, uint16_t& dmin16) {
+void quantize_asym_block(const float* x, const float* imp, int sub, int nmax, int smax,
+                         Weighting wk, float rmin, float rdelta, int nstep, uint8_t* L, uint8_t* sc,
+                         uint8_t* mn, uint16_t& d16, uint16_t& dmin16) {
   const int nsub = kQK_K / sub;
   float scales[16], mins[16], w[32];
   const float sigma2 = imp ? block_sigma2(x) : 0;
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < nsub; ++j) {
     group_weights(x + sub * j, imp ? imp + sub * j : nullptr, sub, wk, sigma2, w);
-    scales[j] = fit_asymmetric(x + sub * j, w, sub, nmax, L + sub * j, mins[j], rmin, rdelta, nstep);
+    scales[j] =
+        fit_asymmetric(x + sub * j, w, sub, nmax, L + sub * j, mins[j], rmin, rdelta, nstep);
     max_scale = std::max(max_scale, scales[j]);
     max_min = std::max(max_min, mins[j]);
   }
@@ -229,7 +240,8 @@ void quantize_asym_block(const float* x, const float* imp, int sub, int nmax, in
     if (dl == 0) continue;
     const float ml = dmin * static_cast<float>(mn[j]);
     for (int i = 0; i < sub; ++i)
-      L[sub * j + i] = static_cast<uint8_t>(clampi(nearest_int((x[sub * j + i] + ml) / dl), 0, nmax));
+      L[sub * j + i] =
+          static_cast<uint8_t>(clampi(nearest_int((x[sub * j + i] + ml) / dl), 0, nmax));
   }
 }
 
@@ -244,12 +256,15 @@ void q2_k_quantize(const float* src, void* dst, int64_t n, const float* importan
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const float* x = src + i * kQK_K;
     const float* imp = importance ? importance + i * kQK_K : nullptr;
-    quantize_asym_block(x, imp, 16, 3, 15, Weighting::kAbs, -0.5f, 0.1f, 15, L, sc, mn, b[i].d, b[i].dmin);
+    quantize_asym_block(x, imp, 16, 3, 15, Weighting::kAbs, -0.5f, 0.1f, 15, L, sc, mn, b[i].d,
+                        b[i].dmin);
     for (int j = 0; j < 16; ++j) b[i].scales[j] = static_cast<uint8_t>(sc[j] | (mn[j] << 4));
     pack_2bit(L, b[i].qs);
   }
 }
-void q2_k_from_float(const float* src, void* dst, int64_t n) { q2_k_quantize(src, dst, n, nullptr); }
+void q2_k_from_float(const float* src, void* dst, int64_t n) {
+  q2_k_quantize(src, dst, n, nullptr);
+}
 
 // ---- Q3_K: 16 groups of 16, 3-bit signed codes, 6-bit signed scales -----------------------------
 
@@ -275,7 +290,8 @@ void q3_k_quantize(const float* src, void* dst, int64_t n, const float* importan
     if (amax < kGroupEps) continue;  // all-zero block: d = 0
     // The largest scale maps to -32 exactly; the others land in [-32, 32] and are capped at 31.
     const float iscale = -32.0f / max_scale;
-    for (int j = 0; j < 16; ++j) isc[j] = static_cast<int8_t>(clampi(nearest_int(iscale * scales[j]), -32, 31));
+    for (int j = 0; j < 16; ++j)
+      isc[j] = static_cast<int8_t>(clampi(nearest_int(iscale * scales[j]), -32, 31));
     pack_scales_q3_k(isc, b[i].scales);
     b[i].d = f32_to_f16(1.0f / iscale);
     const float d = fp16(b[i].d);
@@ -289,13 +305,17 @@ void q3_k_quantize(const float* src, void* dst, int64_t n, const float* importan
       }
     }
     for (int e = 0; e < kQK_K; ++e)
-      if (codes[e] > 3) b[i].hmask[e % 32] = static_cast<uint8_t>(b[i].hmask[e % 32] | (1u << (e / 32)));
+      if (codes[e] > 3)
+        b[i].hmask[e % 32] = static_cast<uint8_t>(b[i].hmask[e % 32] | (1u << (e / 32)));
     pack_2bit(codes, b[i].qs);
   }
 }
-void q3_k_from_float(const float* src, void* dst, int64_t n) { q3_k_quantize(src, dst, n, nullptr); }
+void q3_k_from_float(const float* src, void* dst, int64_t n) {
+  q3_k_quantize(src, dst, n, nullptr);
+}
 
-// ---- Q4_K / Q5_K: 8 groups of 32, 4/5-bit codes, 6-bit scales and mins ----------------------------
+// ---- Q4_K / Q5_K: 8 groups of 32, 4/5-bit codes, 6-bit scales and mins
+// ----------------------------
 
 void q4_k_quantize(const float* src, void* dst, int64_t n, const float* importance) {
   check_block_multiple(DType::Q4_K, n, "from_float");
@@ -304,14 +324,17 @@ void q4_k_quantize(const float* src, void* dst, int64_t n, const float* importan
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const float* x = src + i * kQK_K;
     const float* imp = importance ? importance + i * kQK_K : nullptr;
-    quantize_asym_block(x, imp, 32, 15, 63, Weighting::kRmsPlusAbs, -1.0f, 0.1f, 20, L, sc, mn, b[i].d, b[i].dmin);
+    quantize_asym_block(x, imp, 32, 15, 63, Weighting::kRmsPlusAbs, -1.0f, 0.1f, 20, L, sc, mn,
+                        b[i].d, b[i].dmin);
     pack_scale_min_k4(sc, mn, b[i].scales);
     for (int p = 0; p < 4; ++p)
       for (int l = 0; l < 32; ++l)
         b[i].qs[32 * p + l] = static_cast<uint8_t>(L[64 * p + l] | (L[64 * p + 32 + l] << 4));
   }
 }
-void q4_k_from_float(const float* src, void* dst, int64_t n) { q4_k_quantize(src, dst, n, nullptr); }
+void q4_k_from_float(const float* src, void* dst, int64_t n) {
+  q4_k_quantize(src, dst, n, nullptr);
+}
 
 void q5_k_quantize(const float* src, void* dst, int64_t n, const float* importance) {
   check_block_multiple(DType::Q5_K, n, "from_float");
@@ -320,18 +343,22 @@ void q5_k_quantize(const float* src, void* dst, int64_t n, const float* importan
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const float* x = src + i * kQK_K;
     const float* imp = importance ? importance + i * kQK_K : nullptr;
-    quantize_asym_block(x, imp, 32, 31, 63, Weighting::kRmsPlusAbs, -0.5f, 0.1f, 15, L, sc, mn, b[i].d, b[i].dmin);
+    quantize_asym_block(x, imp, 32, 31, 63, Weighting::kRmsPlusAbs, -0.5f, 0.1f, 15, L, sc, mn,
+                        b[i].d, b[i].dmin);
     pack_scale_min_k4(sc, mn, b[i].scales);
     std::memset(b[i].qh, 0, sizeof(b[i].qh));
     for (int p = 0; p < 4; ++p)
       for (int l = 0; l < 32; ++l) {
         const int lo = L[64 * p + l], hi = L[64 * p + 32 + l];
         b[i].qs[32 * p + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
-        b[i].qh[l] = static_cast<uint8_t>(b[i].qh[l] | ((lo >> 4) << (2 * p)) | ((hi >> 4) << (2 * p + 1)));
+        b[i].qh[l] =
+            static_cast<uint8_t>(b[i].qh[l] | ((lo >> 4) << (2 * p)) | ((hi >> 4) << (2 * p + 1)));
       }
   }
 }
-void q5_k_from_float(const float* src, void* dst, int64_t n) { q5_k_quantize(src, dst, n, nullptr); }
+void q5_k_from_float(const float* src, void* dst, int64_t n) {
+  q5_k_quantize(src, dst, n, nullptr);
+}
 
 // ---- Q6_K: 16 groups of 16, 6-bit signed codes, int8 scales ------------------------------------
 
@@ -355,8 +382,10 @@ void q6_k_quantize(const float* src, void* dst, int64_t n, const float* importan
     }
     std::memset(&b[i], 0, sizeof(BlockQ6_K));
     if (amax < kGroupEps) continue;
-    const float iscale = -128.0f / max_scale;  // largest scale -> -128 exactly, others capped at 127
-    for (int j = 0; j < 16; ++j) b[i].scales[j] = static_cast<int8_t>(clampi(nearest_int(iscale * scales[j]), -128, 127));
+    const float iscale =
+        -128.0f / max_scale;  // largest scale -> -128 exactly, others capped at 127
+    for (int j = 0; j < 16; ++j)
+      b[i].scales[j] = static_cast<int8_t>(clampi(nearest_int(iscale * scales[j]), -128, 127));
     b[i].d = f32_to_f16(1.0f / iscale);
     const float d = fp16(b[i].d);
     uint8_t codes[kQK_K];
@@ -364,7 +393,8 @@ void q6_k_quantize(const float* src, void* dst, int64_t n, const float* importan
       const float dl = d * static_cast<float>(b[i].scales[j]);
       for (int l = 0; l < 16; ++l) {
         const int e = 16 * j + l;
-        codes[e] = static_cast<uint8_t>((dl != 0 ? clampi(nearest_int(x[e] / dl), -32, 31) : 0) + 32);
+        codes[e] =
+            static_cast<uint8_t>((dl != 0 ? clampi(nearest_int(x[e] / dl), -32, 31) : 0) + 32);
       }
     }
     for (int h = 0; h < 2; ++h) {
@@ -374,11 +404,14 @@ void q6_k_quantize(const float* src, void* dst, int64_t n, const float* importan
       for (int l = 0; l < 32; ++l) {
         ql[l] = static_cast<uint8_t>((c[l] & 0xF) | ((c[l + 64] & 0xF) << 4));
         ql[l + 32] = static_cast<uint8_t>((c[l + 32] & 0xF) | ((c[l + 96] & 0xF) << 4));
-        qh[l] = static_cast<uint8_t>((c[l] >> 4) | ((c[l + 32] >> 4) << 2) | ((c[l + 64] >> 4) << 4) | ((c[l + 96] >> 4) << 6));
+        qh[l] = static_cast<uint8_t>((c[l] >> 4) | ((c[l + 32] >> 4) << 2) |
+                                     ((c[l + 64] >> 4) << 4) | ((c[l + 96] >> 4) << 6));
       }
     }
   }
 }
-void q6_k_from_float(const float* src, void* dst, int64_t n) { q6_k_quantize(src, dst, n, nullptr); }
+void q6_k_from_float(const float* src, void* dst, int64_t n) {
+  q6_k_quantize(src, dst, n, nullptr);
+}
 
 }  // namespace brisk::kernels

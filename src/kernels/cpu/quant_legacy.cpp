@@ -80,7 +80,8 @@ inline void quantize_asym(const float* x, int levels, int* q, float& d, float& m
 }
 
 inline void pack_nibbles(const int* q, uint8_t qs[16]) {
-  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
+  for (int j = 0; j < 16; ++j)
+    qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
 }
 inline uint32_t fifth_bits(const int* q) {
   uint32_t qh = 0;

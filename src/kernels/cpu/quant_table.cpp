@@ -44,16 +44,31 @@ const QuantKernels& quant_kernels(DType t) {
   return *k;
 }
 
-bool has_quant_kernels(DType t) { return find(t) != nullptr; }
+bool has_quant_kernels(DType t) {
+  return find(t) != nullptr;
+}
 
-void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n, const float* importance) {
+void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n,
+                           const float* importance) {
   switch (t) {
-    case DType::Q2_K: q2_k_quantize(src, dst, n, importance); return;
-    case DType::Q3_K: q3_k_quantize(src, dst, n, importance); return;
-    case DType::Q4_K: q4_k_quantize(src, dst, n, importance); return;
-    case DType::Q5_K: q5_k_quantize(src, dst, n, importance); return;
-    case DType::Q6_K: q6_k_quantize(src, dst, n, importance); return;
-    default: quant_kernels(t).from_float(src, dst, n); return;
+    case DType::Q2_K:
+      q2_k_quantize(src, dst, n, importance);
+      return;
+    case DType::Q3_K:
+      q3_k_quantize(src, dst, n, importance);
+      return;
+    case DType::Q4_K:
+      q4_k_quantize(src, dst, n, importance);
+      return;
+    case DType::Q5_K:
+      q5_k_quantize(src, dst, n, importance);
+      return;
+    case DType::Q6_K:
+      q6_k_quantize(src, dst, n, importance);
+      return;
+    default:
+      quant_kernels(t).from_float(src, dst, n);
+      return;
   }
 }
 
