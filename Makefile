@@ -2,8 +2,7 @@
 #   make run    install missing Debian packages, build (Release), run the default model
 #   make test   install, build, run the whole suite (Release+assertions, ASan+UBSan, fuzz smoke)
 JOBS ?= $(shell nproc)
-BUILD ?= build
-CMAKE_GEN := -G Ninja
+BUILD := build
 BRISK_TESTDATA ?= $(abspath ../shared/testdata)
 export BRISK_TESTDATA
 DEFAULT_MODEL := $(BUILD)/default-model.gguf
@@ -17,7 +16,7 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --preset release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
 # Until brisk trains its own default model (a later issue), the default model is a small
@@ -32,20 +31,19 @@ run: build $(DEFAULT_MODEL)
 test: test-release test-asan fuzz-smoke
 
 test-release: build
-	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@ctest --preset release -j$(JOBS)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: setup
-	@cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DBRISK_SANITIZE=ON >/dev/null
+	@cmake --preset asan >/dev/null
 	@cmake --build build-asan -j$(JOBS)
-	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j$(JOBS)
+	@ctest --preset asan -j$(JOBS)
 
 # libFuzzer targets for every parser, a short run each under ASan (clang).
 fuzz-smoke: setup
-	@cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DBRISK_FUZZ=ON \
-	  -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	@cmake --preset fuzz >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
-	@cd build-fuzz && ctest --output-on-failure
+	@ctest --preset fuzz
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

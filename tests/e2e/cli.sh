@@ -83,6 +83,9 @@ grep -q "generation:" "$TMP/err" || bad "run printed no speed line"
 cp "$TMP/out" "$TMP/out1"
 expect 0 "run again" -- "$BRISK" run -m "$TMP/m.gguf" -p "Hello" -n 8 --seed 3 -t 1
 cmp -s "$TMP/out" "$TMP/out1" || bad "same seed gave different text"
+expect 0 "run --chat" -- "$BRISK" run -m "$TMP/m.gguf" -p "Hi" -n 4 --seed 1 --chat --chat-template llama2 --system "Be brief" -t 2
+expect 2 "chat without template" -- "$BRISK" run -m "$TMP/m.gguf" -p "Hi" -n 4 --chat
+grep -q "chat template" "$TMP/err" || bad "missing-template error does not say why"
 expect 0 "convert llama2c" -- "$BRISK" convert "$DATA/models/stories260K.llama2c.bin" "$TMP/s.gguf" --vocab-from "$DATA/models/stories260K.gguf"
 expect 0 "convert type" -- "$BRISK" convert "$TMP/s.gguf" "$TMP/s8.gguf" --type q8_0
 expect 0 "run converted" -- "$BRISK" run -m "$TMP/s8.gguf" -p "Once" -n 4 --temp 0

@@ -276,13 +276,19 @@ float q5_1_vec_dot(int64_t n, const void* w, const void* a) {
 
 // ---- Q8_0 -------------------------------------------------------------------------------------
 
-void q8_0_to_float(const void* src, float* dst, int64_t n) {
-  check_block_multiple(DType::Q8_0, n, "to_float");
-  const BlockQ8_0* b = blocks<BlockQ8_0>(src);
+// Q8_0 and Q8_1 decode the same way (Q8_1's extra sum is only used by dot products).
+template <class B>
+void q8_blocks_to_float(DType t, const void* src, float* dst, int64_t n) {
+  check_block_multiple(t, n, "to_float");
+  const B* b = blocks<B>(src);
   for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
     const float d = fp16(b[i].d);
     for (int j = 0; j < kQK; ++j) dst[j] = static_cast<float>(b[i].qs[j]) * d;
   }
+}
+
+void q8_0_to_float(const void* src, float* dst, int64_t n) {
+  q8_blocks_to_float<BlockQ8_0>(DType::Q8_0, src, dst, n);
 }
 
 void q8_0_from_float(const float* src, void* dst, int64_t n) {
@@ -310,12 +316,7 @@ float q8_0_vec_dot(int64_t n, const void* w, const void* a) {
 // ---- Q8_1 (activations of Q4_1 / Q5_1) --------------------------------------------------------
 
 void q8_1_to_float(const void* src, float* dst, int64_t n) {
-  check_block_multiple(DType::Q8_1, n, "to_float");
-  const BlockQ8_1* b = blocks<BlockQ8_1>(src);
-  for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
-    const float d = fp16(b[i].d);
-    for (int j = 0; j < kQK; ++j) dst[j] = static_cast<float>(b[i].qs[j]) * d;
-  }
+  q8_blocks_to_float<BlockQ8_1>(DType::Q8_1, src, dst, n);
 }
 
 void q8_1_from_float(const float* src, void* dst, int64_t n) {
