@@ -144,3 +144,28 @@ TEST(RmsNorm, MatchesDefinition) {
   EXPECT_NEAR(o[1], -2 * r * 2, 1e-6);
   EXPECT_NEAR(o[2], 3 * r * 0.5f, 1e-6);
 }
+
+// YaRN: pairs that rotate many times within the original context (high frequency, below the
+// correction range) keep their unscaled angle; pairs that rotate less than once (low frequency,
+// above it) are interpolated by freq_scale; every cos/sin is scaled by 1 + 0.1 ln(factor).
+TEST(Rope, YarnExtrapolatesHighAndInterpolatesLowFrequencies) {
+  ops::RopeConfig plain, yarn;
+  plain.n_dims = yarn.n_dims = plain.head_dim = yarn.head_dim = 64;
+  yarn.freq_scale = 0.25f;
+  yarn.ext_factor = 1.0f;
+  yarn.n_ctx_orig = 4096;
+  const float mscale = 1.0f + 0.1f * std::log(4.0f);
+  const int64_t pos = 1000;
+  std::vector<float> cp(32), sp(32), cy(32), sy(32), ci(32), si(32);
+  ops::rope_angles(plain, pos, cp.data(), sp.data());
+  ops::rope_angles(yarn, pos, cy.data(), sy.data());
+  ops::RopeConfig interp = plain;
+  interp.freq_scale = 0.25f;
+  ops::rope_angles(interp, pos, ci.data(), si.data());
+  // pair 0: highest frequency -> extrapolated (plain angle), magnitude-scaled
+  EXPECT_NEAR(cy[0], cp[0] * mscale, 1e-4);
+  EXPECT_NEAR(sy[0], sp[0] * mscale, 1e-4);
+  // last pair: lowest frequency -> interpolated (position / factor), magnitude-scaled
+  EXPECT_NEAR(cy[31], ci[31] * mscale, 1e-4);
+  EXPECT_NEAR(sy[31], si[31] * mscale, 1e-4);
+}
