@@ -8,11 +8,6 @@
 
 namespace brisk::cli {
 
-int& exit_code() {
-  static int code = 0;
-  return code;
-}
-
 Loaded load(const std::string& path, bool with_weights, const std::string& vocab_from) {
   io::LoadOptions opts;
   opts.vocab_from = vocab_from;

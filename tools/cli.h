@@ -1,6 +1,6 @@
 // Shared pieces of the brisk CLI: exit codes, model/tokenizer loading, small parsers.
-// Every subcommand registers itself with add_<name>_command(app) and runs through run_guarded,
-// which turns brisk::Error (bad input) into "error: <message>" and exit code 2.
+// Every subcommand registers itself with add_<name>_command(app); its callback runs inside
+// app.parse(), so main() turns any brisk::Error (bad input) into "error: <message>" and exit 2.
 #pragma once
 #include <CLI/CLI.hpp>
 
@@ -29,9 +29,6 @@ Loaded load(const std::string& path, bool with_weights, const std::string& vocab
 std::vector<int32_t> parse_token_list(const std::string& s);
 std::string read_file_text(const std::string& path);
 int default_threads();
-
-// Each command's callback sets this when it completes; main() returns it.
-int& exit_code();
 
 void add_run_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);

@@ -37,5 +37,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return brisk::cli::exit_code();
+  return 0;
 }

@@ -69,7 +69,7 @@ struct Loader {
   }
 };
 
-ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelFile& f) {
+ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a) {
   ops::RopeConfig r;
   r.n_dims = static_cast<int>(hp.rope_dims);
   r.head_dim = static_cast<int>(hp.head_dim);
@@ -95,7 +95,6 @@ ops::RopeConfig make_rope(const HParams& hp, const ArchSpec& a, const io::ModelF
                                    hp.llama3_high_freq, static_cast<int>(hp.rope_ctx_orig));
       break;
   }
-  (void)f;
   return r;
 }
 
@@ -142,7 +141,7 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   else
     m->output_ = m->tok_embd_;  // tied embeddings
 
-  m->rope_ = make_rope(hp, a, f);
+  m->rope_ = make_rope(hp, a);
   if (const gguf::TensorInfo* rf = ld.find(TensorRole::RopeFreqs, -1))
     m->rope_.freq_factors = ld.vec(*rf, hp.rope_dims / 2);
 
