@@ -27,14 +27,20 @@ void linear(const float* x, int64_t T, const WeightView& w, const float* bias, f
     act = scratch.act.data();
   }
 
-  // Split over output rows: each thread reads a disjoint slice of the weight once per token.
+  // Split over output rows; within a thread, tiles of kRowTile weight rows are taken against every
+  // token before moving on, so each weight row is streamed from memory once per call (not once per
+  // token) while the converted activations (T rows) stay in cache.
+  constexpr int64_t kRowTile = 16;
   pool.parallel_for(w.n_out, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = 0; t < T; ++t) {
-      const uint8_t* a = act + static_cast<size_t>(t) * a_row;
-      float* o = out + t * w.n_out;
-      for (int64_t r = b; r < e; ++r) {
-        float v = k.vec_dot(w.n_in, wdata + static_cast<size_t>(r) * w_row, a);
-        o[r] = bias ? v + bias[r] : v;
+    for (int64_t r0 = b; r0 < e; r0 += kRowTile) {
+      const int64_t r1 = std::min(e, r0 + kRowTile);
+      for (int64_t t = 0; t < T; ++t) {
+        const uint8_t* a = act + static_cast<size_t>(t) * a_row;
+        float* o = out + t * w.n_out;
+        for (int64_t r = r0; r < r1; ++r) {
+          const float v = k.vec_dot(w.n_in, wdata + static_cast<size_t>(r) * w_row, a);
+          o[r] = bias ? v + bias[r] : v;
+        }
       }
     }
   });
