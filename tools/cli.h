@@ -36,5 +36,6 @@ void add_tokenize_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace brisk::cli

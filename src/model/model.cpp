@@ -172,6 +172,21 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   return m;
 }
 
+uint64_t Model::bytes_per_token() const {
+  auto mat = [](const ops::WeightView& w) {
+    return static_cast<uint64_t>(row_bytes(w.type, w.n_in)) * static_cast<uint64_t>(w.n_out);
+  };
+  auto f32 = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
+  uint64_t b = mat(output_) + f32(output_norm_);
+  // A tied embedding is read whole by the output matmul; an untied one only at the token's row.
+  if (output_.data != tok_embd_.data) b += row_bytes(tok_embd_.type, tok_embd_.n_in);
+  for (const LayerWeights& w : layers_) {
+    b += mat(w.wq) + mat(w.wk) + mat(w.wv) + mat(w.wo) + mat(w.gate) + mat(w.up) + mat(w.down);
+    b += f32(w.attn_norm) + f32(w.ffn_norm) + f32(w.bq) + f32(w.bk) + f32(w.bv);
+  }
+  return b;
+}
+
 // ---- forward --------------------------------------------------------------------------------
 
 namespace {

@@ -62,6 +62,10 @@ class Model {
   const ops::RopeConfig& rope() const { return rope_; }
   uint64_t n_params() const { return n_params_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Bytes of weights one decode step reads: every layer matrix, the output matrix, one embedding
+  // row (the whole matrix when it is tied to the output), and the f32 norms and biases. The
+  // numerator of the memory roofline for generation.
+  uint64_t bytes_per_token() const;
 
   // logits: (T, n_vocab) if all_logits, else (1, n_vocab) for the last token.
   void forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,

@@ -37,7 +37,7 @@ expect() {
 
 # --help on every subcommand
 expect 0 "help" -- "$BRISK" --help
-for c in run inspect tokenize logits synth convert; do
+for c in run inspect tokenize logits synth convert bench; do
   expect 0 "$c --help" -- "$BRISK" "$c" --help
   grep -q "Usage\|Options" "$TMP/out" || bad "$c --help printed no usage"
 done
@@ -89,6 +89,19 @@ grep -q "chat template" "$TMP/err" || bad "missing-template error does not say w
 expect 0 "convert llama2c" -- "$BRISK" convert "$DATA/models/stories260K.llama2c.bin" "$TMP/s.gguf" --vocab-from "$DATA/models/stories260K.gguf"
 expect 0 "convert type" -- "$BRISK" convert "$TMP/s.gguf" "$TMP/s8.gguf" --type q8_0
 expect 0 "run converted" -- "$BRISK" run -m "$TMP/s8.gguf" -p "Once" -n 4 --temp 0
+
+# bench: bad flags, then a tiny run (table and JSON)
+expect 2 "bench missing model" -- "$BRISK" bench -p 8
+expect 2 "bench -p 0" -- "$BRISK" bench -m "$TMP/m.gguf" -p 0
+expect 2 "bench -r 0" -- "$BRISK" bench -m "$TMP/m.gguf" -r 0
+expect 2 "bench bad threads" -- "$BRISK" bench -m "$TMP/m.gguf" --threads 1,x
+expect 2 "bench model file missing" -- "$BRISK" bench -m "$TMP/nope.gguf"
+expect 0 "bench" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 2 --threads 1,2 --bw-mib 8
+grep -q "| tg4 |" "$TMP/out" || bad "bench table has no tg4 row"
+expect 0 "bench --json" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 --warmup 0 -t 1 --bw-mib 8 --json
+grep -q "\"roofline\"" "$TMP/out" || bad "bench --json has no roofline"
+expect 0 "bench --bandwidth" -- "$BRISK" bench --bandwidth --bw-mib 8 -r 2 -t 2
+grep -q "GB/s" "$TMP/out" || bad "bench --bandwidth printed no table"
 
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

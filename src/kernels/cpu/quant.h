@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/cpu/isa.h"
 
 namespace brisk::kernels {
 
@@ -24,8 +25,13 @@ struct QuantKernels {
   DType vec_dot_type;
 };
 
-// Throws brisk::Error for a type without kernels (e.g. i32).
+// The row of the active ISA variant (see isa.h): vectorised members where that variant has them,
+// scalar reference members elsewhere. Resolved once, then a table lookup.
+// Throws brisk::Error for a type without kernels (e.g. i32), or when BRISK_ISA is invalid.
 const QuantKernels& quant_kernels(DType t);
+// The row of one specific variant, for tests and benchmarks; nullptr when the type has no kernels
+// or the variant is not compiled in or not supported by this CPU (cpu_supports).
+const QuantKernels* quant_kernels_for(DType t, Isa isa);
 bool has_quant_kernels(DType t);
 
 // from_float with a per-element importance (n floats, e.g. an imatrix row; larger = this element's

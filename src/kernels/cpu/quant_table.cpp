@@ -1,12 +1,14 @@
 // The quant-type traits table: one row per DType with kernels, and the shared packing helpers.
 // The vec_dot_type column mirrors ggml's CPU backend so that dots round their activations the
 // same way (F16 -> F16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, k-quants -> Q8_K), except BF16,
-// which dots f32 activations (see quant_float.cpp).
+// which dots f32 activations (see quant_float.cpp). kTable holds the scalar reference; the
+// per-ISA tables derived from it are what quant_kernels() hands out (see isa.h).
 #include <array>
 
 #include "core/error.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_isa.h"
 
 namespace brisk::kernels {
 namespace {
@@ -30,22 +32,74 @@ constexpr std::array<QuantKernels, 15> kTable{{
     {DType::Q8_K, q8_k_to_float, q8_k_from_float, q8_k_vec_dot, DType::Q8_K},
 }};
 
-const QuantKernels* find(DType t) {
+const QuantKernels* find_scalar(DType t) {
   for (const QuantKernels& k : kTable)
     if (k.type == t) return &k;
   return nullptr;
 }
 
+// DType values are small (< 32); rows are looked up by value.
+constexpr int kMaxDType = 32;
+static_assert([] {
+  for (const QuantKernels& k : kTable)
+    if (static_cast<uint32_t>(k.type) >= kMaxDType) return false;
+  return true;
+}());
+
+// One table per ISA variant, built on first use: the scalar row with the variant's kernels laid
+// over it. A variant the CPU lacks keeps null rows, and its file's code is never entered.
+struct IsaTables {
+  std::array<std::array<QuantKernels, kTable.size()>, kIsaCount> rows{};
+  std::array<std::array<const QuantKernels*, kMaxDType>, kIsaCount> by_type{};
+
+  IsaTables() {
+    for (int v = 0; v < kIsaCount; ++v) {
+      const Isa isa = static_cast<Isa>(v);
+      if (!cpu_supports(isa)) continue;
+      for (size_t i = 0; i < kTable.size(); ++i) {
+        QuantKernels& row = rows[v][i];
+        row = kTable[i];
+#ifdef BRISK_X86_KERNELS
+        // Each variant builds on the one below it (an AVX-512 CPU has AVX2).
+        if (isa >= Isa::Avx2) apply_avx2_kernels(row);
+        if (isa >= Isa::Avx512) apply_avx512_kernels(row, isa == Isa::Avx512Vnni);
+#endif
+        by_type[v][static_cast<uint32_t>(row.type)] = &row;
+      }
+    }
+  }
+};
+
+const IsaTables& isa_tables() {
+  static const IsaTables t;
+  return t;
+}
+
+// The active variant's rows, resolved once (throws, and retries next call, on a bad BRISK_ISA).
+const std::array<const QuantKernels*, kMaxDType>& active_rows() {
+  static const std::array<const QuantKernels*, kMaxDType>& rows =
+      isa_tables().by_type[static_cast<int>(active_isa_kind())];
+  return rows;
+}
+
 }  // namespace
 
 const QuantKernels& quant_kernels(DType t) {
-  const QuantKernels* k = find(t);
+  const uint32_t i = static_cast<uint32_t>(t);
+  const QuantKernels* k = i < kMaxDType ? active_rows()[i] : nullptr;
   if (!k) fail("no CPU kernels for tensor type ", dtype_layout(t).name);
   return *k;
 }
 
+const QuantKernels* quant_kernels_for(DType t, Isa isa) {
+  const uint32_t i = static_cast<uint32_t>(t);
+  const int v = static_cast<int>(isa);
+  if (i >= kMaxDType || v < 0 || v >= kIsaCount) return nullptr;
+  return isa_tables().by_type[v][i];
+}
+
 bool has_quant_kernels(DType t) {
-  return find(t) != nullptr;
+  return find_scalar(t) != nullptr;
 }
 
 void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n,

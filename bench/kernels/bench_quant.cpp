@@ -1,0 +1,78 @@
+// Micro-benchmark of the quant kernels per ISA variant: one vec_dot of a 4096-element weight row
+// against its activation row (both in L1, so this measures compute, not the memory bandwidth that
+// bounds decode), and the activation quantisers on 4096 floats.
+// Build: cmake --build <dir> --target bench_kernels; run: <dir>/bench_kernels.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/quant.h"
+
+using namespace brisk;
+using namespace brisk::kernels;
+
+namespace {
+
+constexpr int64_t kN = 4096;
+
+std::vector<float> gaussian(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<uint8_t> quantize(DType t, const std::vector<float>& x) {
+  std::vector<uint8_t> q(row_bytes(t, static_cast<int64_t>(x.size())));
+  quant_kernels_for(t, Isa::Scalar)->from_float(x.data(), q.data(), static_cast<int64_t>(x.size()));
+  return q;
+}
+
+void bench_vec_dot(benchmark::State& state, const QuantKernels* k) {
+  const std::vector<uint8_t> w = quantize(k->type, gaussian(kN, 1));
+  const std::vector<uint8_t> a = quantize(k->vec_dot_type, gaussian(kN, 2));
+  for (auto _ : state) benchmark::DoNotOptimize(k->vec_dot(kN, w.data(), a.data()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(w.size() + a.size()));
+}
+
+void bench_from_float(benchmark::State& state, const QuantKernels* k) {
+  const std::vector<float> x = gaussian(kN, 3);
+  std::vector<uint8_t> q(row_bytes(k->type, kN));
+  for (auto _ : state) {
+    k->from_float(x.data(), q.data(), kN);
+    benchmark::ClobberMemory();
+  }
+}
+
+void register_all() {
+  const DType dots[] = {DType::F16,  DType::Q4_0, DType::Q8_0,
+                        DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  const DType acts[] = {DType::Q8_0, DType::Q8_K};
+  for (int v = 0; v < kIsaCount; ++v) {
+    const Isa isa = static_cast<Isa>(v);
+    if (!cpu_supports(isa)) continue;
+    for (DType t : dots)
+      benchmark::RegisterBenchmark(
+          (std::string("vec_dot/") + dtype_layout(t).name + "/" + isa_name(isa)).c_str(),
+          bench_vec_dot, quant_kernels_for(t, isa));
+    for (DType t : acts)
+      benchmark::RegisterBenchmark(
+          (std::string("from_float/") + dtype_layout(t).name + "/" + isa_name(isa)).c_str(),
+          bench_from_float, quant_kernels_for(t, isa));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,75 @@
+// Speed measurements behind `brisk bench`: prompt processing (pp), token generation (tg) and the
+// main-memory read bandwidth that bounds generation (the roofline).
+//
+// pp: one forward pass over n_prompt tokens of one sequence from an empty state, in chunks of at
+// most n_batch tokens, logits for the last token only. tg: after a 1-token prompt, n_gen
+// single-token forward passes feeding back the argmax (no sampling cost). Each test runs `warmup`
+// unmeasured and `reps` measured repetitions; tokens come from a fixed pseudo-random sequence so
+// runs are comparable. The probe sums a buffer much larger than the last-level cache with every
+// pool thread reading its own slice. Owns nothing between calls; the probe allocates its buffer
+// per call (1 GiB by default).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace brisk::engine {
+
+struct Stats {
+  double mean = 0, sd = 0, median = 0, min = 0, max = 0;
+};
+// Sample standard deviation (n - 1); sd = 0 for a single sample. Empty input -> all zero.
+Stats summarize(std::span<const double> xs);
+
+struct BenchConfig {
+  int64_t n_prompt = 512;  // pp test length
+  int64_t n_gen = 128;     // tg test length
+  int64_t n_batch = 512;   // most tokens per forward pass in pp
+  int reps = 5;
+  int warmup = 1;
+  uint64_t seed = 1234;  // the token sequence
+  void validate() const;
+};
+
+struct BenchResult {
+  std::string test;          // "pp512", "tg128"
+  int64_t n_tokens = 0;      // tokens per repetition
+  std::vector<double> secs;  // one per measured repetition
+  std::vector<double> tps;   // tokens/s, one per measured repetition
+  Stats stats;               // of tps
+};
+
+// Called after each repetition: (test, rep index, is_warmup, tokens/s), for progress lines.
+using BenchProgress = std::function<void(const std::string&, int, bool, double)>;
+
+// n deterministic token ids in [0, n_vocab).
+std::vector<int32_t> bench_tokens(int64_t n, int64_t n_vocab, uint64_t seed);
+
+BenchResult bench_prompt(const model::Model& m, const BenchConfig& cfg, ThreadPool& pool,
+                         const BenchProgress& progress = {});
+BenchResult bench_generate(const model::Model& m, const BenchConfig& cfg, ThreadPool& pool,
+                           const BenchProgress& progress = {});
+
+struct BandwidthConfig {
+  uint64_t bytes = uint64_t{1} << 30;  // well above any last-level cache
+  int reps = 5;
+  void validate() const;
+};
+
+struct BandwidthResult {
+  int threads = 0;
+  uint64_t bytes = 0;         // bytes read per repetition
+  std::vector<double> gbps;   // 1e9 bytes/s, one per repetition
+  Stats stats;                // of gbps
+  uint64_t checksum = 0;      // sum of the buffer's words, so the reads cannot be optimised away
+  uint64_t expected_sum = 0;  // what checksum must equal
+};
+
+BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool);
+
+}  // namespace brisk::engine

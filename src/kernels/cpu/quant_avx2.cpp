@@ -1,0 +1,368 @@
+// AVX2 + FMA + F16C kernels (this file is compiled with -mavx2 -mfma -mf16c; see CMakeLists.txt).
+// Nothing here may run before the dispatcher (isa.cpp) has checked the CPU: apply_avx2_kernels is
+// the only entry point and it is called from the lazily built ISA tables.
+//
+// Integer sums inside a block are exactly the scalar reference's (quant_legacy.cpp,
+// quant_kquants.cpp); only the order of the float additions across blocks and lanes differs.
+// The int8 x int8 products use maddubs (u8 x s8 -> pairs summed in s16) on |x| and sign(y, x);
+// that is exact while no code is -128, which no quantiser here produces (codes are in
+// [-127, 127]); 4-/6-bit codes are non-negative and go into maddubs directly.
+// The activation quantisers produce byte-identical blocks to the scalar ones.
+#include "kernels/cpu/quant_isa.h"
+
+#ifdef BRISK_X86_KERNELS
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/quant_blocks.h"
+
+namespace brisk::kernels {
+namespace {
+
+// Only functions with internal linkage (and the always-inline intrinsics) are called from this
+// file: a shared inline function (check_block_multiple, f32_to_f16, std::fabs, ...) compiled here
+// could be the out-of-line copy the linker keeps for every caller (at -O0, say), and would carry
+// this file's instructions into code that runs on any CPU.
+inline void check_blocks(DType t, int64_t n, int64_t block, const char* what) {
+  if (n < 0 || n % block != 0) [[unlikely]]
+    fail_block_multiple(t, n, what);
+}
+
+// Q4_K / Q5_K 6-bit scales and mins (see get_scale_min_k4), four bytes at a time: bytes 0-3 keep
+// sc[0..3], bytes 4-7 mn[0..3] in their low 6 bits; bytes 8-11 keep the low nibbles of sc[4..7]
+// (low) and mn[4..7] (high), whose top 2 bits are the top bits of bytes 0-3 and 4-7.
+inline void scale_min_k4(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, q, 4);
+  std::memcpy(&u1, q + 4, 4);
+  std::memcpy(&u2, q + 8, 4);
+  const uint32_t s_lo = u0 & 0x3F3F3F3Fu, m_lo = u1 & 0x3F3F3F3Fu;
+  const uint32_t s_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  std::memcpy(sc, &s_lo, 4);
+  std::memcpy(sc + 4, &s_hi, 4);
+  std::memcpy(mn, &m_lo, 4);
+  std::memcpy(mn + 4, &m_hi, 4);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline float f16(uint16_t h) {
+  return _cvtsh_ss(h);  // exact, like fp16()
+}
+
+// 32 signed int8 pairs -> 8 int32 lanes, each the sum of 4 products (x, y in [-127, 127]).
+inline __m256i dot_i8(__m256i x, __m256i y) {
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// Q4_0 codes of one block in element order, as signed values q - 8: low nibbles (elements 0-15)
+// in the low 128-bit lane, high nibbles (16-31) in the high lane.
+inline __m256i q4_0_codes(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+}
+
+inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Four vectors of 8 int32 (each in [-128, 127]) -> 32 int8 in order.
+inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b);  // per 128-bit lane: a0-3 b0-3 | a4-7 b4-7
+  const __m256i cd = _mm256_packs_epi32(c, d);
+  const __m256i abcd = _mm256_packs_epi16(ab, cd);  // 4-byte groups: a0 b0 c0 d0 a1 b1 c1 d1
+  return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// ---- legacy -----------------------------------------------------------------------------------
+
+// w is n/32 Q4_0 blocks, a is n/32 Q8_0 blocks.
+float q4_0_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  check_blocks(DType::Q4_0, n, kQK, "vec_dot");
+  const BlockQ4_0* x = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i p = dot_i8(q4_0_codes(x[i].qs), load256(y[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// w and a are n/32 Q8_0 blocks.
+float q8_0_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  check_blocks(DType::Q8_0, n, kQK, "vec_dot");
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i p = dot_i8(load256(x[i].qs), load256(y[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), acc);
+  }
+  return hsum(acc);
+}
+
+// Same arithmetic as the scalar quantize_q8: d = amax / 127, id = 1 / d, q = round half away
+// from zero of x * id, done as trunc plus a correction from the exact fraction.
+void q8_0_from_float_avx2(const float* src, void* dst, int64_t n) {
+  check_blocks(DType::Q8_0, n, kQK, "from_float");
+  BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 half = _mm256_set1_ps(0.5f), neg_half = _mm256_set1_ps(-0.5f);
+  for (int64_t i = 0; i < n / kQK; ++i, src += kQK) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(src + 8 * k);
+      amax = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), amax);
+    }
+    const float d = hmax(amax) / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 x = _mm256_mul_ps(v[k], id);
+      const __m256i t = _mm256_cvttps_epi32(x);
+      const __m256 frac = _mm256_sub_ps(x, _mm256_cvtepi32_ps(t));
+      const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(frac, half, _CMP_GE_OQ));
+      const __m256i down = _mm256_castps_si256(_mm256_cmp_ps(frac, neg_half, _CMP_LE_OQ));
+      q[k] = _mm256_add_epi32(_mm256_sub_epi32(t, up), down);  // masks are -1 where true
+    }
+    b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);  // RNE, as f32_to_f16
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b[i].qs),
+                        pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+  }
+}
+
+// ---- k-quants ---------------------------------------------------------------------------------
+
+// As the scalar reference: mx is the first element of largest magnitude, iscale = -127 / mx,
+// q = min(127, round-to-nearest-even(iscale * x)) (cvtps rounds to even under the default MXCSR).
+void q8_k_from_float_avx2(const float* src, void* dst, int64_t n) {
+  check_blocks(DType::Q8_K, n, kQK_K, "from_float");
+  BlockQ8_K* b = static_cast<BlockQ8_K*>(dst);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t i = 0; i < n / kQK_K; ++i, src += kQK_K) {
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < kQK_K; j += 8)
+      m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(src + j), abs_mask), m);  // NaNs skipped
+    const float amax = hmax(m);
+    if (amax == 0) {
+      std::memset(&b[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    int first = 0;
+    while (__builtin_fabsf(src[first]) != amax) ++first;
+    const float iscale = -127.0f / src[first];
+    const __m256 is = _mm256_set1_ps(iscale);
+    const __m256i cap = _mm256_set1_epi32(127);
+    for (int j = 0; j < kQK_K; j += 32) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k)
+        q[k] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(src + j + 8 * k))), cap);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b[i].qs + j),
+                          pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+    }
+    for (int j = 0; j < 16; ++j) {
+      // Sum of 16 codes: maddubs by ones pairs them, madd by ones makes 4-sums, two hadds finish.
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16 * j));
+      const __m128i s4 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), q), _mm_set1_epi16(1));
+      const __m128i s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+      const __m128i s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, _MM_SHUFFLE(2, 3, 0, 1)));
+      b[i].bsums[j] = static_cast<int16_t>(_mm_cvtsi128_si32(s1));
+    }
+    b[i].d = 1.0f / iscale;
+  }
+}
+
+// Q4_K / Q5_K sub-block scales and the min term sum_j mn[j] * (bsums[2j] + bsums[2j + 1]).
+inline int k4_scales_and_mins(const uint8_t* scales, const int16_t* bsums, uint8_t sc[8]) {
+  int summs = 0;
+  uint8_t mn[8];
+  scale_min_k4(scales, sc, mn);
+  for (int j = 0; j < 8; ++j) summs += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+  return summs;
+}
+
+// w is n/256 Q4_K blocks, a is n/256 Q8_K blocks. Per 64 elements p: one 32-byte load of qs gives
+// sub-block 2p (low nibbles) and 2p + 1 (high nibbles); codes are in [0, 15].
+float q4_k_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  check_blocks(DType::Q4_K, n, kQK_K, "vec_dot");
+  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t sc[8];
+    const int summs = k4_scales_and_mins(x[i].scales, y[i].bsums, sc);
+    __m256i isum = _mm256_setzero_si256();
+    for (int p = 0; p < 4; ++p) {
+      const __m256i q = load256(x[i].qs + 32 * p);
+      const __m256i lo = _mm256_and_si256(q, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      const __m256i plo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * p));
+      const __m256i phi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * p + 32));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * p])));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * p + 1])));
+    }
+    const float d = f16(x[i].d) * y[i].d, dmin = f16(x[i].dmin) * y[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    mins += dmin * static_cast<float>(summs);
+  }
+  return hsum(acc) - mins;
+}
+
+// Q5_K: Q4_K's nibbles plus bit 2p (low half) / 2p + 1 (high half) of qh[l] as bit 4.
+float q5_k_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  check_blocks(DType::Q5_K, n, kQK_K, "vec_dot");
+  const BlockQ5_K* x = static_cast<const BlockQ5_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t sc[8];
+    const int summs = k4_scales_and_mins(x[i].scales, y[i].bsums, sc);
+    const __m256i qh = load256(x[i].qh);
+    __m256i isum = _mm256_setzero_si256();
+    for (int p = 0; p < 4; ++p) {
+      const __m256i q = load256(x[i].qs + 32 * p);
+      // Move bit 2p (resp. 2p + 1) of each qh byte to bit 4; 16-bit shifts are safe after masking.
+      const __m256i hlo =
+          _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p), 4), bit4);
+      const __m256i hhi =
+          _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * p + 1), 4), bit4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low4), hlo);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), hhi);
+      const __m256i plo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * p));
+      const __m256i phi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * p + 32));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * p])));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * p + 1])));
+    }
+    const float d = f16(x[i].d) * y[i].d, dmin = f16(x[i].dmin) * y[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    mins += dmin * static_cast<float>(summs);
+  }
+  return hsum(acc) - mins;
+}
+
+// Q6_K: unsigned codes c in [0, 63] (the value is c - 32). sum sc * (c - 32) * y is computed as
+// sum sc * c * y - 32 * sum_j sc[j] * bsums[j], the same integer. Each 32-element group spans
+// sub-blocks 2k (low 128-bit lane) and 2k + 1 (high lane).
+float q6_k_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  check_blocks(DType::Q6_K, n, kQK_K, "vec_dot");
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const int8_t* s = x[i].scales;
+    int offset = 0;
+    for (int j = 0; j < 16; ++j) offset += s[j] * y[i].bsums[j];
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+      const __m256i qh = load256(x[i].qh + 32 * h);
+      __m256i c[4];
+      c[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+      c[1] =
+          _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
+      c[2] =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+      c[3] =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+      for (int k = 0; k < 4; ++k) {
+        const int sb = 8 * h + 2 * k;  // sub-block of the low lane
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(s[sb + 1]), _mm_set1_epi16(s[sb]));
+        const __m256i p = _mm256_maddubs_epi16(c[k], load256(y[i].qs + 128 * h + 32 * k));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale));
+      }
+    }
+    sum += f16(x[i].d) * y[i].d * static_cast<float>(hsum_i32(isum) - 32 * offset);
+  }
+  return sum;
+}
+
+// ---- f16 --------------------------------------------------------------------------------------
+
+// w and a are n f16 values. 16 f32 lanes as the scalar reference, but fused multiply-adds; the
+// f16 models' parity figures do not depend on this order (ggml's order was tried: no closer).
+float f16_vec_dot_avx2(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const uint16_t* y = static_cast<const uint16_t*>(a);
+  auto load = [](const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t nv = n - n % 16;
+  for (int64_t i = 0; i < nv; i += 16) {
+    acc0 = _mm256_fmadd_ps(load(x + i), load(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(load(x + i + 8), load(y + i + 8), acc1);
+  }
+  double sum = hsum(_mm256_add_ps(acc0, acc1));
+  for (int64_t i = nv; i < n; ++i) sum += static_cast<double>(f16(x[i]) * f16(y[i]));
+  return static_cast<float>(sum);
+}
+
+}  // namespace
+
+void apply_avx2_kernels(QuantKernels& row) {
+  switch (row.type) {
+    case DType::F16:
+      row.vec_dot = f16_vec_dot_avx2;
+      break;
+    case DType::Q4_0:
+      row.vec_dot = q4_0_vec_dot_avx2;
+      break;
+    case DType::Q8_0:
+      row.vec_dot = q8_0_vec_dot_avx2;
+      row.from_float = q8_0_from_float_avx2;
+      break;
+    case DType::Q4_K:
+      row.vec_dot = q4_k_vec_dot_avx2;
+      break;
+    case DType::Q5_K:
+      row.vec_dot = q5_k_vec_dot_avx2;
+      break;
+    case DType::Q6_K:
+      row.vec_dot = q6_k_vec_dot_avx2;
+      break;
+    case DType::Q8_K:
+      row.from_float = q8_k_from_float_avx2;
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace brisk::kernels
+
+#endif  // BRISK_X86_KERNELS

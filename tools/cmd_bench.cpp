@@ -1,0 +1,232 @@
+// brisk bench: prompt-processing (pp) and generation (tg) speed of a model for one or more thread
+// counts, with the generation speed set against the memory roofline (weight bytes per token x
+// tokens/s over the measured read bandwidth). `--bandwidth` runs the memory probe alone.
+// Results go to stdout (a Markdown table, or one JSON document with --json); progress to stderr.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "core/error.h"
+#include "engine/bench.h"
+
+namespace brisk::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  int64_t n_prompt = 512, n_gen = 128, batch = 512, bw_mib = 1024;
+  int reps = 5, warmup = 1;
+  std::vector<int> threads;
+  bool json = false, bandwidth = false;
+};
+
+using nlohmann::ordered_json;
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+std::string human_count(uint64_t n) {
+  const double x = static_cast<double>(n);
+  if (x >= 1e9) return fmt("%.2f B", x / 1e9);
+  if (x >= 1e6) return fmt("%.2f M", x / 1e6);
+  if (x >= 1e3) return fmt("%.2f K", x / 1e3);
+  return std::to_string(n);
+}
+
+std::string human_bytes(uint64_t n) {
+  const double x = static_cast<double>(n);
+  if (x >= 1024.0 * 1024 * 1024) return fmt("%.2f GiB", x / (1024.0 * 1024 * 1024));
+  if (x >= 1024.0 * 1024) return fmt("%.2f MiB", x / (1024.0 * 1024));
+  if (x >= 1024.0) return fmt("%.2f KiB", x / 1024.0);
+  return std::to_string(n) + " B";
+}
+
+ordered_json stats_json(const engine::Stats& s, const std::vector<double>& samples) {
+  return {{"mean", s.mean}, {"sd", s.sd},   {"median", s.median},
+          {"min", s.min},   {"max", s.max}, {"samples", samples}};
+}
+
+engine::BandwidthResult probe(const BenchArgs& a, ThreadPool& pool) {
+  engine::BandwidthConfig bc;
+  bc.bytes = static_cast<uint64_t>(a.bw_mib) << 20;
+  bc.reps = a.reps;
+  std::fprintf(stderr, "bench: %d threads, bandwidth probe over %s ...\n", pool.size(),
+               human_bytes(bc.bytes).c_str());
+  engine::BandwidthResult r = engine::probe_bandwidth(bc, pool);
+  // The checksum keeps the reads observable; a mismatch would mean the probe read garbage.
+  check(r.checksum == r.expected_sum, "bench: bandwidth probe checksum mismatch");
+  std::fprintf(stderr, "bench: %d threads, bandwidth %.2f GB/s (median of %zu)\n", pool.size(),
+               r.stats.median, r.gbps.size());
+  return r;
+}
+
+void run_bandwidth(const BenchArgs& a) {
+  ordered_json rows = ordered_json::array();
+  std::string table =
+      "| threads | buffer | GB/s median | GB/s mean ± sd | min | max |\n"
+      "| ------: | -----: | ----------: | -------------: | --: | --: |\n";
+  for (int t : a.threads) {
+    ThreadPool pool(t);
+    const engine::BandwidthResult r = probe(a, pool);
+    rows.push_back(
+        {{"threads", t}, {"buffer_bytes", r.bytes}, {"gbps", stats_json(r.stats, r.gbps)}});
+    table += "| " + std::to_string(t) + " | " + human_bytes(r.bytes) + " | " +
+             fmt("%.2f", r.stats.median) + " | " + fmt("%.2f", r.stats.mean) + " ± " +
+             fmt("%.2f", r.stats.sd) + " | " + fmt("%.2f", r.stats.min) + " | " +
+             fmt("%.2f", r.stats.max) + " |\n";
+  }
+  if (a.json) {
+    ordered_json j{{"reps", a.reps}, {"bandwidth", rows}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::fputs(table.c_str(), stdout);
+  }
+}
+
+// Weight-matrix storage types, largest share first ("q4_0, q6_K").
+std::string weight_types(const model::Model& m) {
+  std::map<std::string, uint64_t> bytes;
+  for (const auto& t : m.file().tensors)
+    if (t.shape.size() == 2) bytes[dtype_name(t.type)] += t.nbytes;
+  std::vector<std::pair<uint64_t, std::string>> v;
+  for (const auto& [name, b] : bytes) v.emplace_back(b, name);
+  std::sort(v.rbegin(), v.rend());
+  std::string s;
+  for (const auto& [b, name] : v) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+void run_model(const BenchArgs& a) {
+  engine::BenchConfig cfg;
+  cfg.n_prompt = a.n_prompt;
+  cfg.n_gen = a.n_gen;
+  cfg.n_batch = a.batch;
+  cfg.reps = a.reps;
+  cfg.warmup = a.warmup;
+  cfg.validate();
+
+  Loaded l = load(a.model, true);
+  const model::Model& m = *l.model;
+  std::string name = std::filesystem::path(a.model).filename().string();
+  if (const gguf::Value* v = m.file().find("general.name")) name = v->as_string("general.name");
+  const std::string types = weight_types(m);
+  const uint64_t bpt = m.bytes_per_token();
+  std::fprintf(stderr, "bench: %s (%s, %s params, %s, %s weights read per token)\n", name.c_str(),
+               types.c_str(), human_count(m.n_params()).c_str(),
+               human_bytes(m.weight_bytes()).c_str(), human_bytes(bpt).c_str());
+
+  const std::string head = "| " + name + " | " + types + " | " + human_count(m.n_params()) + " | " +
+                           human_bytes(m.weight_bytes()) + " | ";
+  std::string table =
+      "| model | type | params | size | threads | test | t/s | median t/s | bytes/token | "
+      "bandwidth GB/s | roofline |\n"
+      "| ----- | ---- | -----: | ---: | ------: | ---- | --: | ---------: | ----------: | "
+      "-------------: | -------: |\n";
+  ordered_json rows = ordered_json::array();
+  for (int t : a.threads) {
+    ThreadPool pool(t);
+    auto progress = [t](const std::string& test, int i, bool warm, double tps) {
+      if (warm)
+        std::fprintf(stderr, "bench: %d threads, %s warmup %d: %.2f t/s\n", t, test.c_str(), i + 1,
+                     tps);
+      else
+        std::fprintf(stderr, "bench: %d threads, %s rep %d: %.2f t/s\n", t, test.c_str(), i + 1,
+                     tps);
+    };
+    const engine::BenchResult pp = engine::bench_prompt(m, cfg, pool, progress);
+    const engine::BenchResult tg = engine::bench_generate(m, cfg, pool, progress);
+    const engine::BandwidthResult bw = probe(a, pool);
+    // Medians on both sides: one slow repetition (the machine is shared) should not move it.
+    const double roofline = static_cast<double>(bpt) * tg.stats.median / (bw.stats.median * 1e9);
+
+    for (const engine::BenchResult* r : {&pp, &tg}) {
+      const bool is_tg = r == &tg;
+      table += head + std::to_string(t) + " | " + r->test + " | " + fmt("%.2f", r->stats.mean) +
+               " ± " + fmt("%.2f", r->stats.sd) + " | " + fmt("%.2f", r->stats.median) + " | ";
+      table += is_tg ? human_bytes(bpt) + " | " + fmt("%.2f", bw.stats.median) + " | " +
+                           fmt("%.1f%%", 100.0 * roofline) + " |\n"
+                     : std::string("| | |\n");
+      ordered_json row{{"threads", t},
+                       {"test", r->test},
+                       {"n_tokens", r->n_tokens},
+                       {"tokens_per_s", stats_json(r->stats, r->tps)},
+                       {"seconds", r->secs}};
+      if (is_tg) {
+        row["bytes_per_token"] = bpt;
+        row["bandwidth_gbps"] = stats_json(bw.stats, bw.gbps);
+        row["roofline"] = roofline;
+      }
+      rows.push_back(std::move(row));
+    }
+  }
+  if (a.json) {
+    ordered_json j;
+    j["model"] = {{"path", a.model},
+                  {"name", name},
+                  {"architecture", m.hparams().arch},
+                  {"types", types},
+                  {"n_params", m.n_params()},
+                  {"size_bytes", m.weight_bytes()},
+                  {"bytes_per_token", bpt}};
+    j["config"] = {{"n_prompt", cfg.n_prompt}, {"n_gen", cfg.n_gen},
+                   {"n_batch", cfg.n_batch},   {"reps", cfg.reps},
+                   {"warmup", cfg.warmup},     {"bandwidth_buffer_bytes", a.bw_mib << 20}};
+    j["results"] = rows;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::fputs(table.c_str(), stdout);
+  }
+}
+
+void bench(BenchArgs a) {
+  if (a.threads.empty()) a.threads.push_back(default_threads());
+  if (a.bandwidth) {
+    run_bandwidth(a);
+    return;
+  }
+  if (a.model.empty()) fail("bench: give -m MODEL, or --bandwidth for the memory probe alone");
+  run_model(a);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* c = app.add_subcommand(
+      "bench", "Measure prompt processing (pp) and generation (tg) speed, and memory bandwidth");
+  auto* m = c->add_option("-m,--model", a->model, "Model file (any format brisk run accepts)");
+  c->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens for the pp test")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  c->add_option("-n,--n-gen", a->n_gen, "Generated tokens for the tg test")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  c->add_option("-r,--reps", a->reps, "Measured repetitions of each test")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  c->add_option("--warmup", a->warmup, "Unmeasured repetitions before them")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
+  c->add_option("-t,--threads", a->threads,
+                "Thread counts to test (repeatable or comma list, e.g. 1,2; default: all cores)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  c->add_option("--batch", a->batch, "Most prompt tokens per forward pass in pp")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  c->add_option("--bw-mib", a->bw_mib,
+                "Bandwidth probe buffer in MiB (keep it well above the last-level cache)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  c->add_flag("--bandwidth", a->bandwidth, "Only probe main-memory read bandwidth")->excludes(m);
+  c->add_flag("--json", a->json, "Print one JSON document instead of a Markdown table");
+  c->callback([a] { bench(*a); });
+}
+
+}  // namespace brisk::cli
