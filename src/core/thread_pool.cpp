@@ -40,7 +40,7 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n, ChunkFn fn) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
     fn(0, n, 0);
@@ -80,7 +80,8 @@ void ThreadPool::worker(int index) {
     if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_start_.wait(lk, [&] {
-        return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen;
+        return stop_.load(std::memory_order_relaxed) ||
+               generation_.load(std::memory_order_acquire) != seen;
       });
       if (stop_.load(std::memory_order_relaxed)) return;
       g = generation_.load(std::memory_order_acquire);

@@ -10,10 +10,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "core/function_ref.h"
 
 namespace brisk {
 
@@ -27,7 +28,8 @@ class ThreadPool {
   int size() const { return n_threads_; }
   // fn(begin, end, thread_index); chunks are empty when n < threads. Not reentrant: fn must not
   // call parallel_for on the same pool.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
+  using ChunkFn = FunctionRef<void(int64_t, int64_t, int)>;
+  void parallel_for(int64_t n, ChunkFn fn);
 
  private:
   void worker(int index);
@@ -35,7 +37,7 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_start_;
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  const ChunkFn* job_ = nullptr;
   int64_t job_n_ = 0;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};

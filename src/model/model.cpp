@@ -1,9 +1,12 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "core/error.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 
 namespace brisk::model {
 
@@ -169,7 +172,21 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   }
   m->n_params_ = ld.n_params;
   m->weight_bytes_ = ld.bytes;
+  m->pack_weights();
   return m;
+}
+
+void Model::pack_weights() {
+  // Repacking reads every matrix once; spread it over the machine's cores.
+  const unsigned hc = std::thread::hardware_concurrency();
+  ThreadPool pool(static_cast<int>(std::clamp(hc, 1u, 64u)));
+  auto pack = [&](ops::WeightView& w) {
+    HugeBuffer b = ops::pack_weight(w, pool);
+    if (b.size() > 0) packed_.push_back(std::move(b));
+  };
+  pack(output_);
+  for (LayerWeights& w : layers_)
+    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) pack(*v);
 }
 
 uint64_t Model::bytes_per_token() const {
@@ -202,32 +219,34 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   InferenceState& st = c.st;
   const int64_t T = c.T;
   float* x = st.x.data();
-  float* h = sized(st.h, T * hp.n_embd);
   float* q = sized(st.q, T * hp.q_dim());
   float* k = sized(st.kc, T * hp.kv_dim());
   float* v = sized(st.vc, T * hp.kv_dim());
   float* att = sized(st.attn, T * hp.q_dim());
   float* o = sized(st.o, T * hp.n_embd);
 
-  ops::rms_norm(x, w.attn_norm.data(), T, hp.n_embd, hp.rms_eps, h);
-  ops::linear(h, T, w.wq, w.bq.empty() ? nullptr : w.bq.data(), q, st.lin, c.pool);
-  ops::linear(h, T, w.wk, w.bk.empty() ? nullptr : w.bk.data(), k, st.lin, c.pool);
-  ops::linear(h, T, w.wv, w.bv.empty() ? nullptr : w.bv.data(), v, st.lin, c.pool);
+  // RMSNorm fused with the activation conversion; Q, K and V in one pass over the pool.
+  const ops::LinearTarget qkv[3] = {{&w.wq, w.bq.empty() ? nullptr : w.bq.data(), q},
+                                    {&w.wk, w.bk.empty() ? nullptr : w.bk.data(), k},
+                                    {&w.wv, w.bv.empty() ? nullptr : w.bv.data(), v}};
+  ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
 
-  // RoPE per token, then append K/V at their positions.
+  // RoPE per token with the angles computed once per forward pass (st.cos / st.sin), then append
+  // K/V at their positions.
   const ops::RopeConfig& rope = c.model.rope();
   const int64_t half = rope.n_dims / 2;
-  float* cs = sized(st.cos, T * half);
-  float* sn = sized(st.sin, T * half);
+  const kernels::VecOps& vo = kernels::vec_ops();
+  const bool adjacent = rope.layout == ops::RopeLayout::Adjacent;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cs = st.cos.data() + t * half;
+    const float* sn = st.sin.data() + t * half;
+    vo.rope(q + t * hp.q_dim(), static_cast<int>(hp.n_head), rope.head_dim, rope.n_dims, adjacent,
+            cs, sn);
+    vo.rope(k + t * hp.kv_dim(), static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims,
+            adjacent, cs, sn);
+  }
   float* kcache = st.k(layer);
   float* vcache = st.v(layer);
-  for (int64_t t = 0; t < T; ++t) {
-    ops::rope_angles(rope, c.pos0 + t, cs + t * half, sn + t * half);
-    ops::rope_apply(rope, cs + t * half, sn + t * half, q + t * hp.q_dim(),
-                    static_cast<int>(hp.n_head));
-    ops::rope_apply(rope, cs + t * half, sn + t * half, k + t * hp.kv_dim(),
-                    static_cast<int>(hp.n_head_kv));
-  }
   std::copy(k, k + T * hp.kv_dim(), kcache + c.pos0 * hp.kv_dim());
   std::copy(v, v + T * hp.kv_dim(), vcache + c.pos0 * hp.kv_dim());
 
@@ -248,14 +267,11 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
   InferenceState& st = c.st;
   const int64_t T = c.T;
   float* x = st.x.data();
-  float* h = sized(st.h, T * hp.n_embd);
   float* g = sized(st.gate, T * hp.n_ff);
-  float* u = sized(st.up, T * hp.n_ff);
   float* o = sized(st.o, T * hp.n_embd);
-  ops::rms_norm(x, w.ffn_norm.data(), T, hp.n_embd, hp.rms_eps, h);
-  ops::linear(h, T, w.gate, nullptr, g, st.lin, c.pool);
-  ops::linear(h, T, w.up, nullptr, u, st.lin, c.pool);
-  ops::swiglu(g, u, T * hp.n_ff);
+  // RMSNorm, gate and up projections and silu(gate) * up in one pass; then the down projection.
+  ops::swiglu_hidden(x, T, ops::RmsNorm{w.ffn_norm.data(), hp.rms_eps}, w.gate, w.up, g, st.lin,
+                     c.pool);
   ops::linear(g, T, w.down, nullptr, o, st.lin, c.pool);
   ops::add_inplace(x, o, T * hp.n_embd);
 }
@@ -274,16 +290,22 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
   for (int64_t t = 0; t < T; ++t)
     ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
 
+  // RoPE angles of the T positions, shared by every layer.
+  const int64_t half = rope_.n_dims / 2;
+  float* cs = sized(st.cos, T * half);
+  float* sn = sized(st.sin, T * half);
+  for (int64_t t = 0; t < T; ++t) ops::rope_angles(rope_, pos0 + t, cs + t * half, sn + t * half);
+
   BlockContext c{*this, st, pool, T, pos0};
   for (int l = 0; l < hp_.n_layer; ++l) arch_->block(c, l);
 
   // Only the rows whose logits are wanted go through the final norm and the (large) output matmul.
   const int64_t first = all_logits ? 0 : T - 1;
   const int64_t n_out = T - first;
-  float* h = sized(st.h, T * hp_.n_embd);
-  ops::rms_norm(x + first * hp_.n_embd, output_norm_.data(), n_out, hp_.n_embd, hp_.rms_eps, h);
   logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
-  ops::linear(h, n_out, output_, nullptr, logits.data(), st.lin, pool);
+  const ops::LinearTarget out{&output_, nullptr, logits.data()};
+  ops::linear_multi(x + first * hp_.n_embd, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps},
+                    std::span(&out, 1), st.lin, pool);
   st.n_past = pos0 + T;
 }
 

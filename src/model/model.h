@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
 #include "io/model_file.h"
 #include "model/arch.h"
@@ -74,6 +75,8 @@ class Model {
  private:
   Model() = default;
   static std::unique_ptr<Model> load_checked(io::ModelFile file);
+  // Repacks every matrix the active ISA has a packed GEMM kernel for (kernels/cpu/gemm.h).
+  void pack_weights();
   io::ModelFile file_;
   HParams hp_;
   const ArchSpec* arch_ = nullptr;
@@ -82,6 +85,7 @@ class Model {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   uint64_t n_params_ = 0, weight_bytes_ = 0;
+  std::vector<HugeBuffer> packed_;  // repacked copies of the matrices (views point into these)
 };
 
 // What an architecture's block function sees: the residual stream x (T, n_embd) to update in

@@ -1,36 +1,100 @@
+// Linear layers: packed int8 GEMM where the active ISA has a kernel for the weight type
+// (kernels/cpu/gemm.h), else one vec_dot per (row, token) over row-major weights.
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 #include "ops/ops.h"
 
 namespace brisk::ops {
 
-void linear(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
-            LinearScratch& scratch, ThreadPool& pool) {
+namespace {
+
+constexpr int64_t kRowTile = 16;  // rows per tile in the vec_dot path
+constexpr int64_t kFfnStep = 4;   // row groups per step of the fused SwiGLU
+
+// The rms_norm scale of one row, computed as ggml does (mean square accumulated in double).
+float rms_scale(const kernels::VecOps& vo, const float* x, int64_t n, float eps) {
+  return 1.0f / std::sqrt(static_cast<float>(vo.sum_sq(x, n) / static_cast<double>(n)) + eps);
+}
+
+// T rows of x (n floats each), optionally RMS-normalised, converted to `type` rows at dst (rb bytes
+// apart). With a norm, each row is normalised 256 elements at a time into a stack buffer and
+// converted from there, so the normalised row is never stored.
+void convert_rows(const float* x, int64_t T, int64_t n, const RmsNorm& norm, DType type,
+                  uint8_t* dst, size_t rb, ThreadPool& pool) {
+  const kernels::QuantKernels& qk = kernels::quant_kernels(type);
+  const kernels::VecOps& vo = kernels::vec_ops();
+  auto row = [&](int64_t t) {
+    const float* xr = x + t * n;
+    uint8_t* d = dst + static_cast<size_t>(t) * rb;
+    if (!norm.weight) {
+      qk.from_float(xr, d, n);
+      return;
+    }
+    const float scale = rms_scale(vo, xr, n, norm.eps);
+    alignas(64) float tmp[256];
+    // 256 is a multiple of every block size (1, 32, 256), so each chunk is whole blocks.
+    for (int64_t i = 0; i < n; i += 256) {
+      const int64_t c = std::min<int64_t>(256, n - i);
+      vo.scale_mul(xr + i, scale, norm.weight + i, tmp, c);
+      qk.from_float(tmp, d + row_bytes(type, i), c);
+    }
+  };
+  if (T == 1) {
+    row(0);
+    return;
+  }
+  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) row(t);
+  });
+}
+
+int64_t n_groups(const WeightView& w) {
+  return (w.n_out + w.packed->rows - 1) / w.packed->rows;
+}
+
+// Quantised activations and per-kernel side data for packed targets sharing one act type.
+struct PackedAct {
+  const uint8_t* act;
+  size_t act_stride;
+};
+
+kernels::GemmArgs gemm_args(const WeightView& w, const PackedAct& pa, const uint8_t* side,
+                            size_t side_stride, int64_t T, int64_t g0, int64_t ng, float* out,
+                            int64_t ldo) {
+  const kernels::PackedGemm& pg = *w.packed;
+  kernels::GemmArgs a;
+  a.w = w.packed_data + static_cast<size_t>(g0) * pg.group_bytes(w.n_in);
+  a.n_groups = ng;
+  a.n_in = w.n_in;
+  a.act = pa.act;
+  a.act_stride = pa.act_stride;
+  a.side = side;
+  a.side_stride = side_stride;
+  a.T = T;
+  a.out = out;
+  a.ldo = ldo;
+  a.n_rows = std::min(w.n_out - g0 * pg.rows, ng * pg.rows);
+  return a;
+}
+
+// The vec_dot path for one target: activations converted to the weight type's dot type, tiles of
+// kRowTile rows against every token so that each weight row is read once per call.
+void linear_rows(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
+                 LinearScratch& scratch, ThreadPool& pool) {
   const kernels::QuantKernels& k = kernels::quant_kernels(w.type);
-  const kernels::QuantKernels& ak = kernels::quant_kernels(k.vec_dot_type);
   const size_t w_row = row_bytes(w.type, w.n_in);
   const size_t a_row = row_bytes(k.vec_dot_type, w.n_in);
   const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
-
-  // Convert activations once per call (to f16 / q8_0 / q8_K ... as the weight type's dot wants);
-  // F32 weights use the activations directly.
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   if (k.vec_dot_type != DType::F32) {
     scratch.act.resize(a_row * static_cast<size_t>(T));
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        ak.from_float(x + t * w.n_in, scratch.act.data() + static_cast<size_t>(t) * a_row, w.n_in);
-    });
+    convert_rows(x, T, w.n_in, RmsNorm{}, k.vec_dot_type, scratch.act.data(), a_row, pool);
     act = scratch.act.data();
   }
-
-  // Split over output rows; within a thread, tiles of kRowTile weight rows are taken against every
-  // token before moving on, so each weight row is streamed from memory once per call (not once per
-  // token) while the converted activations (T rows) stay in cache.
-  constexpr int64_t kRowTile = 16;
   pool.parallel_for(w.n_out, [&](int64_t b, int64_t e, int) {
     for (int64_t r0 = b; r0 < e; r0 += kRowTile) {
       const int64_t r1 = std::min(e, r0 + kRowTile);
@@ -46,6 +110,182 @@ void linear(const float* x, int64_t T, const WeightView& w, const float* bias, f
   });
 }
 
+// Converts x (normalised if norm.weight) to `act_type` rows in scratch.act and computes the side
+// data of each distinct packed kernel among `kernels` into scratch.side; side_of[i] is the offset
+// of kernel i's side rows.
+PackedAct prepare_packed(const float* x, int64_t T, int64_t n_in, const RmsNorm& norm,
+                         DType act_type, std::span<const kernels::PackedGemm* const> kernels,
+                         size_t* side_off, size_t* side_stride, LinearScratch& scratch,
+                         ThreadPool& pool) {
+  const size_t rb = row_bytes(act_type, n_in);
+  scratch.act.resize(rb * static_cast<size_t>(T));
+  convert_rows(x, T, n_in, norm, act_type, scratch.act.data(), rb, pool);
+  size_t total = 0;
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    side_stride[i] = kernels[i]->side_bytes(n_in);
+    side_off[i] = total;
+    total += side_stride[i] * static_cast<size_t>(T);
+  }
+  scratch.side.resize(total);
+  const uint8_t* act = scratch.act.data();
+  uint8_t* side = scratch.side.data();
+  auto prep = [&](int64_t t) {
+    for (size_t i = 0; i < kernels.size(); ++i)
+      kernels[i]->prep(act + static_cast<size_t>(t) * rb, n_in,
+                       side + side_off[i] + static_cast<size_t>(t) * side_stride[i]);
+  };
+  if (T == 1) {
+    prep(0);
+  } else {
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) prep(t);
+    });
+  }
+  return PackedAct{act, rb};
+}
+
+void add_bias_rows(float* out, int64_t T, int64_t ldo, const float* bias, int64_t r0, int64_t n) {
+  const kernels::VecOps& vo = kernels::vec_ops();
+  for (int64_t t = 0; t < T; ++t) vo.add(out + t * ldo + r0, bias + r0, n);
+}
+
+}  // namespace
+
+HugeBuffer pack_weight(WeightView& w, ThreadPool& pool) {
+  const kernels::PackedGemm* pg = kernels::packed_gemm(w.type);
+  if (!pg) return HugeBuffer();
+  const int64_t groups = (w.n_out + pg->rows - 1) / pg->rows;
+  const size_t gb = pg->group_bytes(w.n_in);
+  HugeBuffer buf(gb * static_cast<size_t>(groups));
+  const size_t rb = row_bytes(w.type, w.n_in);
+  const uint8_t* src = static_cast<const uint8_t*>(w.data);
+  uint8_t* dst = buf.data();
+  pool.parallel_for(groups, [&](int64_t b, int64_t e, int) {
+    for (int64_t g = b; g < e; ++g) {
+      const int64_t r0 = g * pg->rows;
+      pg->pack(src + static_cast<size_t>(r0) * rb, w.n_in,
+               std::min<int64_t>(pg->rows, w.n_out - r0), dst + static_cast<size_t>(g) * gb);
+    }
+  });
+  w.packed = pg;
+  w.packed_data = buf.data();
+  return buf;
+}
+
+void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
+                  std::span<const LinearTarget> targets, LinearScratch& scratch, ThreadPool& pool) {
+  check(!targets.empty() && T > 0, "linear: empty call");
+  const int64_t n_in = targets[0].w->n_in;
+  for (const LinearTarget& t : targets)
+    check(t.w->n_in == n_in, "linear: ", t.w->name, " has rows of ", t.w->n_in, ", expected ",
+          n_in);
+
+  // Packed targets sharing the first packed target's activation type run as one work list.
+  constexpr size_t kMax = 8;
+  check(targets.size() <= kMax, "linear: too many targets");
+  const kernels::PackedGemm* first = nullptr;
+  bool in_list[kMax] = {};
+  size_t n_list = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const kernels::PackedGemm* pg = targets[i].w->packed;
+    if (!pg) continue;
+    if (!first) first = pg;
+    if (pg->act_type == first->act_type) {
+      in_list[i] = true;
+      ++n_list;
+    }
+  }
+
+  RmsNorm nrm = norm;
+  if (nrm.weight && n_list != targets.size()) {
+    // Some target needs f32 (or another dot type): normalise once into scratch.h for all.
+    scratch.h.resize(static_cast<size_t>(T * n_in));
+    rms_norm(x, nrm.weight, T, n_in, nrm.eps, scratch.h.data());
+    x = scratch.h.data();
+    nrm = RmsNorm{};
+  }
+
+  if (n_list > 0) {
+    // Distinct kernels (side data differs per weight type even with one act type).
+    const kernels::PackedGemm* kern[kMax];
+    size_t n_kern = 0, kern_of[kMax] = {};
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (!in_list[i]) continue;
+      size_t k = 0;
+      while (k < n_kern && kern[k] != targets[i].w->packed) ++k;
+      if (k == n_kern) kern[n_kern++] = targets[i].w->packed;
+      kern_of[i] = k;
+    }
+    size_t side_off[kMax], side_stride[kMax];
+    const PackedAct pa = prepare_packed(x, T, n_in, nrm, first->act_type, std::span(kern, n_kern),
+                                        side_off, side_stride, scratch, pool);
+    int64_t offs[kMax + 1] = {};
+    for (size_t i = 0; i < targets.size(); ++i)
+      offs[i + 1] = offs[i] + (in_list[i] ? n_groups(*targets[i].w) : 0);
+    const uint8_t* side = scratch.side.data();
+    pool.parallel_for(offs[targets.size()], [&](int64_t b, int64_t e, int) {
+      for (size_t i = 0; i < targets.size(); ++i) {
+        if (!in_list[i]) continue;
+        const int64_t g0 = std::max(b, offs[i]) - offs[i], g1 = std::min(e, offs[i + 1]) - offs[i];
+        if (g0 >= g1) continue;
+        const LinearTarget& tg = targets[i];
+        const int64_t rows = tg.w->packed->rows;
+        const kernels::GemmArgs a =
+            gemm_args(*tg.w, pa, side + side_off[kern_of[i]], side_stride[kern_of[i]], T, g0,
+                      g1 - g0, tg.out + g0 * rows, tg.w->n_out);
+        tg.w->packed->gemm(a);
+        if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
+      }
+    });
+  }
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (!in_list[i])
+      linear_rows(x, T, *targets[i].w, targets[i].bias, targets[i].out, scratch, pool);
+}
+
+void linear(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
+            LinearScratch& scratch, ThreadPool& pool) {
+  const LinearTarget t{&w, bias, out};
+  linear_multi(x, T, RmsNorm{}, std::span(&t, 1), scratch, pool);
+}
+
+void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
+                   const WeightView& up, float* out, LinearScratch& scratch, ThreadPool& pool) {
+  check(gate.n_out == up.n_out && gate.n_in == up.n_in, "swiglu: ", gate.name, " and ", up.name,
+        " differ in shape");
+  const int64_t n_ff = gate.n_out;
+  const kernels::VecOps& vo = kernels::vec_ops();
+  if (!gate.packed || gate.packed != up.packed) {
+    // Unfused: gate into out, up into scratch.tile, then out = silu(out) * tile.
+    scratch.tile.resize(static_cast<size_t>(T * n_ff));
+    const LinearTarget tg[2] = {{&gate, nullptr, out}, {&up, nullptr, scratch.tile.data()}};
+    linear_multi(x, T, norm, tg, scratch, pool);
+    vo.silu_mul(out, scratch.tile.data(), out, T * n_ff);
+    return;
+  }
+  const kernels::PackedGemm* pg = gate.packed;
+  size_t side_off[1], side_stride[1];
+  const PackedAct pa = prepare_packed(x, T, gate.n_in, norm, pg->act_type, std::span(&pg, 1),
+                                      side_off, side_stride, scratch, pool);
+  const int64_t rows = pg->rows, step_rows = kFfnStep * rows;
+  const size_t per_thread = static_cast<size_t>(2 * T * step_rows);
+  scratch.tile.resize(per_thread * static_cast<size_t>(pool.size()));
+  const uint8_t* side = scratch.side.data();
+  pool.parallel_for(n_groups(gate), [&](int64_t b, int64_t e, int tid) {
+    float* tgate = scratch.tile.data() + per_thread * static_cast<size_t>(tid);
+    float* tup = tgate + T * step_rows;
+    for (int64_t g0 = b; g0 < e; g0 += kFfnStep) {
+      const int64_t ng = std::min(kFfnStep, e - g0);
+      const int64_t ldo = ng * rows;
+      const kernels::GemmArgs ag = gemm_args(gate, pa, side, side_stride[0], T, g0, ng, tgate, ldo);
+      pg->gemm(ag);
+      pg->gemm(gemm_args(up, pa, side, side_stride[0], T, g0, ng, tup, ldo));
+      for (int64_t t = 0; t < T; ++t)
+        vo.silu_mul(tgate + t * ldo, tup + t * ldo, out + t * n_ff + g0 * rows, ag.n_rows);
+    }
+  });
+}
+
 void get_row(const WeightView& w, int64_t row, float* out) {
   check(row >= 0 && row < w.n_out, "token id ", row, " out of range for ", w.name, " (", w.n_out,
         " rows)");
@@ -55,25 +295,17 @@ void get_row(const WeightView& w, int64_t row, float* out) {
 }
 
 void rms_norm(const float* x, const float* weight, int64_t T, int64_t n, float eps, float* out) {
-  for (int64_t t = 0; t < T; ++t) {
-    const float* xr = x + t * n;
-    float* o = out + t * n;
-    double ss = 0;  // ggml accumulates the mean square in double (ggml_float) too
-    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
-    for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * scale * weight[i];
-  }
+  const kernels::VecOps& vo = kernels::vec_ops();
+  for (int64_t t = 0; t < T; ++t)
+    vo.scale_mul(x + t * n, rms_scale(vo, x + t * n, n, eps), weight, out + t * n, n);
 }
 
 void swiglu(float* gate, const float* up, int64_t n_total) {
-  for (int64_t i = 0; i < n_total; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  kernels::vec_ops().silu_mul(gate, up, gate, n_total);
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  kernels::vec_ops().add(y, x, n);
 }
 
 }  // namespace brisk::ops

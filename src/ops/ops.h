@@ -1,36 +1,76 @@
-// Ops: argument checks + dispatch to the per-type kernels. Tensors are row-major f32 activations
-// unless said otherwise; weights are GGUF tensor views (ggml order: shape[0] = row length).
-// Kernels here are the clean reference path; the speed issue swaps in ISA-specific kernels behind
-// the same signatures.
+// Ops: argument checks + dispatch to the per-type, per-ISA kernels, and the work split over the
+// thread pool. Tensors are row-major f32 activations unless said otherwise; weights are GGUF
+// tensor views (ggml order: shape[0] = row length).
 #pragma once
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/gemm.h"
 
 namespace brisk::ops {
 
-// A 2-D weight: n_out rows of n_in elements in `type` blocks, contiguous.
+// A 2-D weight: n_out rows of n_in elements in `type` blocks, contiguous. When `packed` is set the
+// same matrix is also held in the active ISA's interleaved GEMM layout (kernels/cpu/gemm.h) at
+// packed_data, and linear() uses that.
 struct WeightView {
   DType type = DType::F32;
   int64_t n_in = 0;
   int64_t n_out = 0;
   const void* data = nullptr;
   const char* name = "";
+  const kernels::PackedGemm* packed = nullptr;
+  const uint8_t* packed_data = nullptr;
 };
 
-// Scratch for linear(): activations converted to the weight's vec_dot type. Reused across calls
-// so the decode loop does not allocate.
+// Repacks w for the active ISA's GEMM if it has a kernel for w.type (else returns an empty
+// buffer and leaves w alone); on success w.packed / w.packed_data point into the returned buffer,
+// which must outlive every use of w.
+HugeBuffer pack_weight(WeightView& w, ThreadPool& pool);
+
+// Scratch for the linear ops, reused across calls so the decode loop does not allocate once the
+// buffers have reached their high-water mark.
 struct LinearScratch {
-  std::vector<uint8_t> act;
+  std::vector<uint8_t> act;   // activations converted to the weights' dot type, T rows
+  std::vector<uint8_t> side;  // the packed kernels' per-row side data
+  std::vector<float> h;       // normalised f32 activations (paths that need them unquantised)
+  std::vector<float> tile;    // per-thread gate/up tiles of the fused SwiGLU
 };
+
+// Optional RMSNorm applied to x before a linear op (weight null = none): x / rms(x) * weight.
+// Fused with the activation quantisation where the weights are quantised: the normalised f32 rows
+// are never written out.
+struct RmsNorm {
+  const float* weight = nullptr;
+  float eps = 0;
+};
+
+// One matrix of a linear_multi call: out (T, w.n_out) = x W^T (+ bias (n_out) if not null).
+struct LinearTarget {
+  const WeightView* w;
+  const float* bias;
+  float* out;
+};
+
+// x is (T, n_in) f32; every target's w is (n_out_i, n_in). The activations are normalised and
+// converted once for all targets (when they share a dot type), and the rows of all targets form
+// one work list split across the pool, so fused Q/K/V projections cost one pass and one hand-off.
+void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
+                  std::span<const LinearTarget> targets, LinearScratch& scratch, ThreadPool& pool);
 
 // x is (T, n_in) f32, w is (n_out, n_in) in w.type blocks, out is (T, n_out) f32; bias (n_out) or
 // null. Work split over output rows across the pool.
 void linear(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
             LinearScratch& scratch, ThreadPool& pool);
+
+// SwiGLU hidden layer: out (T, n_ff) = silu(norm(x) Wg^T) * (norm(x) Wu^T), gate and up (n_ff,
+// n_in). With packed weights each thread computes gate and up for a few row groups into small
+// tiles and writes only the product.
+void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
+                   const WeightView& up, float* out, LinearScratch& scratch, ThreadPool& pool);
 
 // Row `row` of a (n_rows, n) weight in any storage type, dequantised to f32 (embedding lookup).
 void get_row(const WeightView& w, int64_t row, float* out);
