@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "core/error.h"
 #include "model/synth.h"
+#include "quant/recipe.h"
 
 namespace brisk::cli {
 
@@ -32,7 +33,9 @@ void add_synth_command(CLI::App& app) {
                 "GGUF whose tokenizer to use (default: built-in byte vocabulary)");
   c->add_option("--vocab-size", a->cfg.vocab_size,
                 "Embedding rows (default: the vocabulary's size)");
-  c->add_option("--type", a->type, "Storage type of the weight matrices")->capture_default_str();
+  c->add_option("--type", a->type,
+                "Storage type of the weight matrices, or a mixed recipe (q4_K_m, q5_K_m)")
+      ->capture_default_str();
   c->add_flag("--untied", a->untied, "Separate output matrix instead of tied embeddings");
   c->add_option("--seed", a->cfg.seed, "Random seed")->capture_default_str();
   c->add_option("-t,--threads", a->threads, "Threads")->check(CLI::Range(1, 1024));
@@ -47,15 +50,17 @@ void add_synth_command(CLI::App& app) {
       cfg.seed = a->cfg.seed;
     }
     if (a->untied) cfg.tied = false;
-    auto t = dtype_from_name(a->type);
-    if (!t || !dtype_layout(*t).storage) fail("unknown --type '", a->type, "'");
-    cfg.type = *t;
+    const std::optional<quant::Recipe> r = quant::parse_recipe(a->type);
+    if (!r) fail("unknown --type '", a->type, "'");
+    cfg.type = r->base;
+    if (r->mixed)
+      cfg.type_for = [r, n = cfg.layers](const std::string& name) { return r->type_for(name, n); };
     ThreadPool pool(a->threads > 0 ? a->threads : default_threads());
     std::fprintf(stderr, "synth: %s d%lld l%lld h%lld/%lld ffn%lld, %s, vocab %s\n",
                  cfg.arch.c_str(), static_cast<long long>(cfg.dim),
                  static_cast<long long>(cfg.layers), static_cast<long long>(cfg.heads),
                  static_cast<long long>(cfg.kv_heads), static_cast<long long>(cfg.ffn),
-                 dtype_name(cfg.type),
+                 a->type.c_str(),
                  cfg.vocab_from.empty() ? "built-in bytes" : cfg.vocab_from.c_str());
     io::ModelFile m = model::synth_model(cfg, pool);
     io::write_gguf(m, a->out);

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/huge_buffer.h"
+#include "kernels/cpu/vec_ops.h"
 
 namespace brisk::engine {
 
@@ -50,28 +52,6 @@ BenchResult repeat(std::string test, int64_t n_tokens, const BenchConfig& cfg,
   }
   r.stats = summarize(r.tps);
   return r;
-}
-
-// Eight independent accumulators over consecutive words: no loop-carried dependency chain longer
-// than one add per 8 words, and the unrolled body maps onto full-width vector adds, so one core
-// issues loads as fast as the memory system returns them.
-uint64_t sum_words(const uint64_t* p, size_t n) {
-  // Named scalars rather than an array: GCC then keeps them in registers (paired into vector
-  // registers by the SLP vectoriser) instead of round-tripping a stack array every iteration.
-  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    a0 += p[i];
-    a1 += p[i + 1];
-    a2 += p[i + 2];
-    a3 += p[i + 3];
-    a4 += p[i + 4];
-    a5 += p[i + 5];
-    a6 += p[i + 6];
-    a7 += p[i + 7];
-  }
-  for (; i < n; ++i) a0 += p[i];
-  return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 
 }  // namespace
@@ -169,9 +149,12 @@ BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool) {
     const size_t e = lines * static_cast<size_t>(t + 1) / static_cast<size_t>(nt) * 8;
     return std::pair<size_t, size_t>(b, e);
   };
-  // Uninitialised on purpose: each thread first-touches the pages it will read (NUMA-local, and
-  // the kernel has really mapped every page before timing starts).
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+  // The same kind of memory the repacked weights live in (2 MiB-aligned, huge pages advised), so
+  // that weights and probe see the same TLB behaviour. Each thread first-touches the pages it will
+  // read (NUMA-local, and every page is really mapped before timing starts).
+  HugeBuffer mem(n * sizeof(uint64_t));
+  uint64_t* buf = reinterpret_cast<uint64_t*>(mem.data());
+  const kernels::VecOps& vo = kernels::vec_ops();
   pool.parallel_for(nt, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       const auto [lo, hi] = slice(t);
@@ -184,13 +167,13 @@ BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool) {
   r.bytes = n * sizeof(uint64_t);
   r.expected_sum = n % 2 == 0 ? (n / 2) * (n - 1) : n * ((n - 1) / 2);  // sum of 0..n-1 mod 2^64
   std::vector<uint64_t> sums(static_cast<size_t>(nt));
-  const uint64_t* p = buf.get();
+  const uint64_t* p = buf;
   for (int rep = 0; rep < cfg.reps; ++rep) {
     const auto t0 = Clock::now();
     pool.parallel_for(nt, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         const auto [lo, hi] = slice(t);
-        sums[static_cast<size_t>(t)] = sum_words(p + lo, hi - lo);
+        sums[static_cast<size_t>(t)] = vo.sum_words(p + lo, static_cast<int64_t>(hi - lo));
       }
     });
     const double s = std::max(seconds_since(t0), 1e-9);

@@ -200,12 +200,16 @@ io::ModelFile synth_model(const SynthConfig& c, ThreadPool& pool) {
   m.set(p + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(n_vocab)));
   for (auto& [k, val] : vocab) m.set(k, val);
 
+  // The storage type of each matrix: the recipe's choice where one is given.
+  auto ty = [&](const std::string& name) { return c.type_for ? c.type_for(name) : c.type; };
   const float sd = 0.02f;
   const uint64_t s = c.seed;
   uint64_t stream = 0;
-  add_tensor(m, "token_embd.weight", c.type, c.dim, n_vocab, sd, 0, s, ++stream, pool);
+  add_tensor(m, "token_embd.weight", ty("token_embd.weight"), c.dim, n_vocab, sd, 0, s, ++stream,
+             pool);
   add_tensor(m, "output_norm.weight", DType::F32, c.dim, 1, 0, 1.0f, s, ++stream, pool);
-  if (!c.tied) add_tensor(m, "output.weight", c.type, c.dim, n_vocab, sd, 0, s, ++stream, pool);
+  if (!c.tied)
+    add_tensor(m, "output.weight", ty("output.weight"), c.dim, n_vocab, sd, 0, s, ++stream, pool);
   if (c.llama3_rope) {
     std::vector<float> ff =
         ops::llama3_freq_factors(static_cast<int>(head_dim), c.rope_base, 32.0f, 1.0f, 4.0f, 8192);
@@ -218,19 +222,26 @@ io::ModelFile synth_model(const SynthConfig& c, ThreadPool& pool) {
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     add_tensor(m, b + "attn_norm.weight", DType::F32, c.dim, 1, 0, 1.0f, s, ++stream, pool);
-    add_tensor(m, b + "attn_q.weight", c.type, c.dim, c.dim, sd, 0, s, ++stream, pool);
-    add_tensor(m, b + "attn_k.weight", c.type, c.dim, kv_dim, sd, 0, s, ++stream, pool);
-    add_tensor(m, b + "attn_v.weight", c.type, c.dim, kv_dim, sd, 0, s, ++stream, pool);
+    add_tensor(m, b + "attn_q.weight", ty(b + "attn_q.weight"), c.dim, c.dim, sd, 0, s, ++stream,
+               pool);
+    add_tensor(m, b + "attn_k.weight", ty(b + "attn_k.weight"), c.dim, kv_dim, sd, 0, s, ++stream,
+               pool);
+    add_tensor(m, b + "attn_v.weight", ty(b + "attn_v.weight"), c.dim, kv_dim, sd, 0, s, ++stream,
+               pool);
     if (a->qkv_bias) {
       add_tensor(m, b + "attn_q.bias", DType::F32, c.dim, 1, sd, 0, s, ++stream, pool);
       add_tensor(m, b + "attn_k.bias", DType::F32, kv_dim, 1, sd, 0, s, ++stream, pool);
       add_tensor(m, b + "attn_v.bias", DType::F32, kv_dim, 1, sd, 0, s, ++stream, pool);
     }
-    add_tensor(m, b + "attn_output.weight", c.type, c.dim, c.dim, sd, 0, s, ++stream, pool);
+    add_tensor(m, b + "attn_output.weight", ty(b + "attn_output.weight"), c.dim, c.dim, sd, 0, s,
+               ++stream, pool);
     add_tensor(m, b + "ffn_norm.weight", DType::F32, c.dim, 1, 0, 1.0f, s, ++stream, pool);
-    add_tensor(m, b + "ffn_gate.weight", c.type, c.dim, c.ffn, sd, 0, s, ++stream, pool);
-    add_tensor(m, b + "ffn_up.weight", c.type, c.dim, c.ffn, sd, 0, s, ++stream, pool);
-    add_tensor(m, b + "ffn_down.weight", c.type, c.ffn, c.dim, sd, 0, s, ++stream, pool);
+    add_tensor(m, b + "ffn_gate.weight", ty(b + "ffn_gate.weight"), c.dim, c.ffn, sd, 0, s,
+               ++stream, pool);
+    add_tensor(m, b + "ffn_up.weight", ty(b + "ffn_up.weight"), c.dim, c.ffn, sd, 0, s, ++stream,
+               pool);
+    add_tensor(m, b + "ffn_down.weight", ty(b + "ffn_down.weight"), c.ffn, c.dim, sd, 0, s,
+               ++stream, pool);
   }
   return m;
 }

@@ -9,7 +9,16 @@ namespace brisk::kernels {
 const PackedGemm* packed_gemm_for(DType t, Isa isa) {
   if (!cpu_supports(isa)) return nullptr;
 #if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::Avx512Vnni) return packed_gemm_avx512vnni(t);
+  switch (isa) {
+    case Isa::Avx2:
+      return packed_gemm_avx2(t);
+    case Isa::Avx512:
+      return packed_gemm_avx512(t);
+    case Isa::Avx512Vnni:
+      return packed_gemm_avx512vnni(t);
+    case Isa::Scalar:
+      break;
+  }
 #endif
   (void)t;
   return nullptr;

@@ -6,7 +6,7 @@
 // values is broadcast once and multiplied (vpdpbusd) against 4 consecutive weights of all 16 rows
 // at once, per-block scales of 16 rows convert in one instruction, and no horizontal sum is left.
 // The same layout serves decoding (1 token: weights streamed once, memory bound) and prompts (a
-// register tile of up to kTokenTile tokens reuses each unpacked weight vector).
+// register tile of several tokens reuses each unpacked weight vector).
 //
 // Layout of a packed matrix: ceil(n_out / rows) groups of `rows` rows, group_bytes each, rows past
 // n_out zero. Inside a group, per block of the storage type (32 or 256 weights): the rows' scales
@@ -27,9 +27,6 @@
 #include "kernels/cpu/isa.h"
 
 namespace brisk::kernels {
-
-// Most tokens one kernel call keeps in registers; callers may pass more (the kernel loops).
-inline constexpr int kTokenTile = 8;
 
 struct GemmArgs {
   const uint8_t* w = nullptr;    // first packed group
@@ -67,7 +64,9 @@ const PackedGemm* packed_gemm(DType t);
 const PackedGemm* packed_gemm_for(DType t, Isa isa);
 
 #if defined(__x86_64__) || defined(__i386__)
-// Entry point of gemm_avx512.cpp; only called after the CPU was checked for AVX-512 VNNI.
+// Entry points of gemm_avx2.cpp / gemm_avx512.cpp; only called after the CPU was checked.
+const PackedGemm* packed_gemm_avx2(DType t);
+const PackedGemm* packed_gemm_avx512(DType t);
 const PackedGemm* packed_gemm_avx512vnni(DType t);
 #endif
 

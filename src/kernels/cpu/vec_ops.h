@@ -23,6 +23,9 @@ struct VecOps {
   // (i, i + half) (NeoX). Dims past n_dims are untouched.
   void (*rope)(float* x, int n_heads, int head_dim, int n_dims, bool adjacent, const float* cos,
                const float* sin);
+  // Sum (mod 2^64) of n words: the bandwidth probe's read loop, as wide as the ISA's loads so that
+  // the probe measures the memory system, not the loop.
+  uint64_t (*sum_words)(const uint64_t* p, int64_t n);
 };
 
 const VecOps& vec_ops();             // the active ISA's row

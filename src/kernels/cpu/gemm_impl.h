@@ -1,0 +1,531 @@
+// The packed GEMM kernels written once over a small vector abstraction V and compiled once per ISA
+// (gemm_avx512.cpp instantiates them with 16-row 512-bit traits, with and without VNNI;
+// gemm_avx2.cpp with 8-row 256-bit traits). Include only from those files: everything here has
+// internal linkage (see quant_isa_helpers.h for why that matters).
+//
+// V provides (all static, always-inline):
+//   kRows (rows per group = int32 lanes), kTile (most tokens per register tile), kVnni;
+//   I / F (integer / float vectors); load, zero, and_, or_, set1_8, set1_32, shl16/shr16/shr32/
+//   shl32 (count in bits, need not be a constant); dp_u8(acc, w, y4): acc + sum of four products
+//   of unsigned weight codes (<= 63, or any u8 when kVnni) with the four signed activation codes at
+//   y4; dp_s8: the same for signed weight codes in [-127, 127]; cvt, fmadd, fnmadd, mul, set1f,
+//   zerof; f16(p): kRows halves -> floats; s8to32(p): kRows int8 -> int32; store(out, v, n): the
+//   first n lanes.
+//
+// Layout (see gemm.h): a group is kRows rows; per block, the rows' scales then their codes, codes
+// transposed in 4-byte words: word r of a (4 * kRows)-byte vector belongs to row r, so one int32
+// lane of every vector product is one output row and a broadcast activation word feeds all rows.
+//
+// Weight offsets (-8 for Q4_0, -128 for Q8_0 stored +128 on VNNI, -32 for Q6_K) are removed
+// exactly in integers by starting each block's accumulator at -offset * sum(activation codes)
+// (precomputed per token by prep); integer block sums are therefore exactly the scalar reference's
+// and only float rounding of the scaling and the order of float additions differ.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/quant_blocks.h"
+
+namespace brisk::kernels {
+namespace {
+
+inline int32_t load_i32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline float load_f32(const void* p) {
+  float v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Copies 4-byte word `word` of each of the n_valid source rows (row r at src + r * row_stride)
+// into word r of the vector at dst; rows past n_valid get `fill` (a zero weight's code).
+template <int R>
+inline void transpose_words(const uint8_t* src, size_t row_stride, int64_t n_valid, int word,
+                            uint8_t fill, uint8_t* dst) {
+  for (int r = 0; r < R; ++r) {
+    if (r < n_valid)
+      std::memcpy(dst + 4 * r, src + static_cast<size_t>(r) * row_stride + 4 * word, 4);
+    else
+      std::memset(dst + 4 * r, fill, 4);
+  }
+}
+
+// Bytes to prefetch ahead in few-token tiles (decoding). The hardware prefetchers stop at every
+// 4 KiB page edge; a software prefetch this far ahead keeps the stream going across them.
+constexpr size_t kPrefetchAhead = 1024;
+
+template <int NT>
+inline void prefetch_ahead(const uint8_t* p, size_t bytes) {
+  if constexpr (NT <= 2)
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + kPrefetchAhead + o, 0, 3);
+}
+
+// Runs K::tile<NT> over every group and token tile. Tokens are taken in chunks whose activations
+// fit in about 1 MiB (the per-core L2), so a group's weights are reused from L1/L2 across a chunk
+// while the chunk's activations stay in L2.
+template <class V, class K>
+void drive(const GemmArgs& a) {
+  constexpr int R = V::kRows, NT = V::kTile;
+  const int64_t chunk = std::max<int64_t>(
+      NT, static_cast<int64_t>((size_t{1} << 20) / std::max<size_t>(a.act_stride, 1)));
+  const size_t gb = K::group_bytes(a.n_in);
+  for (int64_t c0 = 0; c0 < a.T; c0 += chunk) {
+    const int64_t c1 = std::min(a.T, c0 + chunk);
+    for (int64_t g = 0; g < a.n_groups; ++g) {
+      const int nr = static_cast<int>(std::min<int64_t>(R, a.n_rows - g * R));
+      const uint8_t* w = a.w + static_cast<size_t>(g) * gb;
+      float* out = a.out + g * R;
+      int64_t t = c0;
+      for (; t + NT <= c1; t += NT) K::template tile<NT>(a, w, t, out, nr);
+      const int64_t left = c1 - t;
+      if constexpr (NT > 4) {
+        if (left >= 4) {
+          if (left == 4) K::template tile<4>(a, w, t, out, nr);
+          if (left == 5) K::template tile<5>(a, w, t, out, nr);
+          if (left == 6) K::template tile<6>(a, w, t, out, nr);
+          if (left == 7) K::template tile<7>(a, w, t, out, nr);
+          continue;
+        }
+      }
+      if (left == 1) K::template tile<1>(a, w, t, out, nr);
+      if (left == 2) K::template tile<2>(a, w, t, out, nr);
+      if (left == 3) K::template tile<3>(a, w, t, out, nr);
+    }
+  }
+}
+
+// ---- Q4_0 and Q8_0 (activations: Q8_0 blocks; side data per block {float d, int32 corr}) ------
+
+// Block: d[R] f16, then 4 vectors; vector m, word r = qs[4m .. 4m + 3] of row r: low nibbles are
+// elements 4m + i, high nibbles elements 16 + 4m + i.
+template <class V>
+struct GQ4_0 {
+  static constexpr int R = V::kRows;
+  static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 4 * kVec;
+  static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK) * kBlock; }
+  static void pack(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
+    const size_t rs = static_cast<size_t>(n_in / kQK) * sizeof(BlockQ4_0);
+    for (int64_t b = 0; b < n_in / kQK; ++b, dst += kBlock) {
+      const uint8_t* blk = src + static_cast<size_t>(b) * sizeof(BlockQ4_0);
+      for (int r = 0; r < R; ++r) {
+        const uint16_t d = r < n_valid ? reinterpret_cast<const BlockQ4_0*>(blk + r * rs)->d : 0;
+        std::memcpy(dst + 2 * r, &d, 2);
+      }
+      for (int m = 0; m < 4; ++m)
+        transpose_words<R>(blk + offsetof(BlockQ4_0, qs), rs, n_valid, m, 0x88,
+                           dst + 2 * R + kVec * m);
+    }
+  }
+  template <int NT>
+  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+    using I = typename V::I;
+    using F = typename V::F;
+    const I m4 = V::set1_8(0x0F);
+    F acc[NT];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+    for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
+      prefetch_ahead<NT>(w, kBlock);
+      const F dw = V::f16(w);
+      I q[8];
+#pragma GCC unroll 16
+      for (int m = 0; m < 4; ++m) {
+        const I v = V::load(w + 2 * R + kVec * m);
+        q[m] = V::and_(v, m4);
+        q[m + 4] = V::and_(V::shr16(v, 4), m4);
+      }
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* y = act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+        const uint8_t* s = side + t * a.side_stride + b * 8;
+        I sum = V::set1_32(load_i32(s + 4));
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; ++j) sum = V::dp_u8(sum, q[j], y + 4 * j);
+        acc[t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[t]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+  }
+};
+
+// Block: d[R] f16, then 8 vectors; vector j, word r = qs[4j .. 4j + 3] of row r. With VNNI the
+// codes are stored + 128 (xor 0x80) to be the unsigned operand; without, they stay signed (dp_s8).
+template <class V>
+struct GQ8_0 {
+  static constexpr int R = V::kRows;
+  static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 8 * kVec;
+  static constexpr int kOffset = V::kVnni ? 128 : 0;
+  static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK) * kBlock; }
+  static void pack(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
+    const size_t rs = static_cast<size_t>(n_in / kQK) * sizeof(BlockQ8_0);
+    for (int64_t b = 0; b < n_in / kQK; ++b, dst += kBlock) {
+      const uint8_t* blk = src + static_cast<size_t>(b) * sizeof(BlockQ8_0);
+      for (int r = 0; r < R; ++r) {
+        const uint16_t d = r < n_valid ? reinterpret_cast<const BlockQ8_0*>(blk + r * rs)->d : 0;
+        std::memcpy(dst + 2 * r, &d, 2);
+      }
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* v = dst + 2 * R + kVec * j;
+        transpose_words<R>(blk + offsetof(BlockQ8_0, qs), rs, n_valid, j, 0, v);
+        if (kOffset)
+          for (size_t i = 0; i < kVec; ++i) v[i] ^= 0x80;
+      }
+    }
+  }
+  template <int NT>
+  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+    using I = typename V::I;
+    using F = typename V::F;
+    F acc[NT];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+    for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
+      prefetch_ahead<NT>(w, kBlock);
+      const F dw = V::f16(w);
+      I q[8];
+#pragma GCC unroll 16
+      for (int j = 0; j < 8; ++j) q[j] = V::load(w + 2 * R + kVec * j);
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* y = act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+        const uint8_t* s = side + t * a.side_stride + b * 8;
+        I sum = V::set1_32(load_i32(s + 4));
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; ++j)
+          sum = kOffset ? V::dp_u8(sum, q[j], y + 4 * j) : V::dp_s8(sum, q[j], y + 4 * j);
+        acc[t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[t]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+  }
+};
+
+inline size_t q8_0_side_bytes(int64_t n_in) {
+  return static_cast<size_t>(n_in / kQK) * 8;
+}
+
+// {d, -offset * sum(qs)} per Q8_0 block.
+template <int kOffset>
+void q8_0_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
+  const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(act_row);
+  for (int64_t b = 0; b < n_in / kQK; ++b) {
+    int32_t s = 0;
+    for (int i = 0; i < kQK; ++i) s += y[b].qs[i];
+    const float d = _cvtsh_ss(y[b].d);
+    const int32_t corr = -kOffset * s;
+    std::memcpy(side + 8 * b, &d, 4);
+    std::memcpy(side + 8 * b + 4, &corr, 4);
+  }
+}
+
+// ---- Q4_K and Q5_K (activations: Q8_K; side per super-block {float d, float ysum[8]}) ---------
+
+// Super-block: d[R] f16, dmin[R] f16, the rows' 12 scale bytes as three vectors of words (bytes
+// 0-3, 4-7, 8-11 of row r in word r), then 32 code vectors: vector 8p + m, word r = qs[32p + 4m ..
+// +3] of row r: low nibbles are sub-block 2p elements 4m + i, high nibbles sub-block 2p + 1. Q5_K
+// (kFive) appends 8 vectors of fifth bits: vector m, word r = qh[4m .. +3] of row r, bit j of a
+// byte being the fifth bit of sub-block j's element.
+template <class V, bool kFive>
+struct GQK4 {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  static constexpr int R = V::kRows;
+  static constexpr size_t kVec = 4 * R;
+  static constexpr size_t kScales = 4 * R, kCodes = kScales + 3 * kVec, kHigh = kCodes + 32 * kVec;
+  static constexpr size_t kBlock = kHigh + (kFive ? 8 * kVec : 0);
+  static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK_K) * kBlock; }
+  static void pack(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
+    const size_t rs = static_cast<size_t>(n_in / kQK_K) * sizeof(Block);
+    for (int64_t b = 0; b < n_in / kQK_K; ++b, dst += kBlock) {
+      const uint8_t* blk = src + static_cast<size_t>(b) * sizeof(Block);
+      for (int r = 0; r < R; ++r) {
+        Block z{};
+        const Block& x = r < n_valid ? *reinterpret_cast<const Block*>(blk + r * rs) : z;
+        std::memcpy(dst + 2 * r, &x.d, 2);
+        std::memcpy(dst + 2 * R + 2 * r, &x.dmin, 2);
+      }
+      for (int word = 0; word < 3; ++word)
+        transpose_words<R>(blk + offsetof(Block, scales), rs, n_valid, word, 0,
+                           dst + kScales + kVec * word);
+      for (int v = 0; v < 32; ++v)
+        transpose_words<R>(blk + offsetof(Block, qs), rs, n_valid, v, 0, dst + kCodes + kVec * v);
+      if constexpr (kFive)
+        for (int v = 0; v < 8; ++v)
+          transpose_words<R>(blk + offsetof(BlockQ5_K, qh), rs, n_valid, v, 0,
+                             dst + kHigh + kVec * v);
+    }
+  }
+  // Float sub-block scales d * sc[j] and mins dmin * mn[j] of the rows, from the packed words:
+  // the vector form of the scalar scale_min_k4.
+  static void scales(const uint8_t* w, float* scf, float* mnf) {
+    using I = typename V::I;
+    using F = typename V::F;
+    const F dw = V::f16(w), dmw = V::f16(w + 2 * R);
+    const I u0 = V::load(w + kScales), u1 = V::load(w + kScales + kVec),
+            u2 = V::load(w + kScales + 2 * kVec);
+    const I six = V::set1_32(0x3F3F3F3F), four = V::set1_32(0x0F0F0F0F),
+            two = V::set1_32(0x03030303), byte = V::set1_32(0xFF);
+    const I s_lo = V::and_(u0, six), m_lo = V::and_(u1, six);
+    const I s_hi = V::or_(V::and_(u2, four), V::shl32(V::and_(V::shr32(u0, 6), two), 4));
+    const I m_hi =
+        V::or_(V::and_(V::shr32(u2, 4), four), V::shl32(V::and_(V::shr32(u1, 6), two), 4));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      V::storef(scf + R * j, V::mul(dw, V::cvt(V::and_(V::shr32(s_lo, 8 * j), byte))));
+      V::storef(scf + R * (j + 4), V::mul(dw, V::cvt(V::and_(V::shr32(s_hi, 8 * j), byte))));
+      V::storef(mnf + R * j, V::mul(dmw, V::cvt(V::and_(V::shr32(m_lo, 8 * j), byte))));
+      V::storef(mnf + R * (j + 4), V::mul(dmw, V::cvt(V::and_(V::shr32(m_hi, 8 * j), byte))));
+    }
+  }
+  template <int NT>
+  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+    using I = typename V::I;
+    using F = typename V::F;
+    const I m4 = V::set1_8(0x0F), bit4 = V::set1_8(0x10);
+    F acc[NT];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+    alignas(64) float scf[8 * R], mnf[8 * R];
+    for (int64_t sb = 0; sb < a.n_in / kQK_K; ++sb, w += kBlock) {
+      prefetch_ahead<NT>(w, kBlock);
+      scales(w, scf, mnf);
+      F inner[NT];
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) inner[t] = V::zerof();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qv = w + kCodes + kVec * 8 * (j / 2);
+        I q[8];
+#pragma GCC unroll 16
+        for (int m = 0; m < 8; ++m) {
+          const I v = V::load(qv + kVec * m);
+          q[m] = (j & 1) ? V::and_(V::shr16(v, 4), m4) : V::and_(v, m4);
+          if constexpr (kFive) {
+            // Bit j of each qh byte to bit 4 (16-bit shifts: bits of the neighbouring byte land
+            // outside bit 4 and are masked off).
+            const I h = V::load(w + kHigh + kVec * m);
+            const I b4 = j <= 4 ? V::shl16(h, 4 - j) : V::shr16(h, j - 4);
+            q[m] = V::or_(q[m], V::and_(b4, bit4));
+          }
+        }
+        const F sc = V::loadf(scf + R * j), mn = V::loadf(mnf + R * j);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* y =
+              act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
+          const uint8_t* s = side + t * a.side_stride + sb * 36;
+          I sum = V::zero();
+#pragma GCC unroll 16
+          for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y + 4 * m);
+          inner[t] = V::fmadd(sc, V::cvt(sum), inner[t]);
+          inner[t] = V::fnmadd(mn, V::set1f(load_f32(s + 4 + 4 * j)), inner[t]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* s = side + t * a.side_stride + sb * 36;
+        acc[t] = V::fmadd(inner[t], V::set1f(load_f32(s)), acc[t]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+  }
+};
+
+inline size_t q4_k_side_bytes(int64_t n_in) {
+  return static_cast<size_t>(n_in / kQK_K) * 36;
+}
+
+inline void q4_k_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
+  const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(act_row);
+  for (int64_t sb = 0; sb < n_in / kQK_K; ++sb, side += 36) {
+    std::memcpy(side, &y[sb].d, 4);
+    for (int j = 0; j < 8; ++j) {
+      const float s = static_cast<float>(y[sb].bsums[2 * j] + y[sb].bsums[2 * j + 1]);
+      std::memcpy(side + 4 + 4 * j, &s, 4);
+    }
+  }
+}
+
+// ---- Q6_K (activations: Q8_K; side per super-block {float d, int32 corr[16]}, corr[j] = -32 *
+// the sum of sub-block j's 16 codes) -------------------------------------------------------------
+
+// Super-block: d[R] f16; scales: sub-block j of row r at byte 2R + R j + r; 32 low-nibble vectors
+// N(h, m) (h < 2, m < 16), word r = ql[64h + 4m .. +3] of row r; 16 high-bit vectors H(h, m)
+// (m < 8), word r = qh[32h + 4m .. +3] of row r. Elements 128h + 4m + i (m < 16) are the low
+// nibbles of N(h, m) with bits 2(m / 8) of H(h, m % 8) as bits 4-5; elements 128h + 64 + 4m + i
+// the high nibbles with bits 4 + 2(m / 8).
+template <class V>
+struct GQ6_K {
+  static constexpr int R = V::kRows;
+  static constexpr size_t kVec = 4 * R;
+  static constexpr size_t kLow = 2 * R + 16 * R, kHigh = kLow + 32 * kVec,
+                          kBlock = kHigh + 16 * kVec;
+  static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK_K) * kBlock; }
+  static void pack(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
+    const size_t rs = static_cast<size_t>(n_in / kQK_K) * sizeof(BlockQ6_K);
+    for (int64_t b = 0; b < n_in / kQK_K; ++b, dst += kBlock) {
+      const uint8_t* blk = src + static_cast<size_t>(b) * sizeof(BlockQ6_K);
+      for (int r = 0; r < R; ++r) {
+        BlockQ6_K z{};
+        const BlockQ6_K& x = r < n_valid ? *reinterpret_cast<const BlockQ6_K*>(blk + r * rs) : z;
+        std::memcpy(dst + 2 * r, &x.d, 2);
+        for (int j = 0; j < 16; ++j) dst[2 * R + R * j + r] = static_cast<uint8_t>(x.scales[j]);
+      }
+      for (int v = 0; v < 32; ++v)
+        transpose_words<R>(blk + offsetof(BlockQ6_K, ql), rs, n_valid, v, 0, dst + kLow + kVec * v);
+      for (int v = 0; v < 16; ++v)
+        transpose_words<R>(blk + offsetof(BlockQ6_K, qh), rs, n_valid, v, 0,
+                           dst + kHigh + kVec * v);
+    }
+  }
+  // Codes (0..63) of elements 128h + 64nh + 4m + i of the rows.
+  static typename V::I codes(const uint8_t* w, int h, int nh, int m) {
+    using I = typename V::I;
+    const I n = V::load(w + kLow + kVec * (16 * h + m));
+    const I hb = V::load(w + kHigh + kVec * (8 * h + m % 8));
+    const I lo = nh ? V::and_(V::shr16(n, 4), V::set1_8(0x0F)) : V::and_(n, V::set1_8(0x0F));
+    // Bit pair 2(2nh + m / 8) of each qh byte to bits 4-5 (16-bit shifts: bits crossing a byte
+    // boundary land outside bits 4-5 and are masked off).
+    const int shift = 2 * (2 * nh + m / 8);
+    const I hi = shift <= 4 ? V::shl16(hb, 4 - shift) : V::shr16(hb, shift - 4);
+    return V::or_(lo, V::and_(hi, V::set1_8(0x30)));
+  }
+  template <int NT>
+  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+    using I = typename V::I;
+    using F = typename V::F;
+    F acc[NT];
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+    for (int64_t sb = 0; sb < a.n_in / kQK_K; ++sb, w += kBlock) {
+      prefetch_ahead<NT>(w, kBlock);
+      const F dw = V::f16(w);
+      F inner[NT];
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) inner[t] = V::zerof();
+      for (int h = 0; h < 2; ++h)
+        for (int nh = 0; nh < 2; ++nh)
+#pragma GCC unroll 4
+          for (int qq = 0; qq < 4; ++qq) {
+            const int j = 8 * h + 4 * nh + qq;  // sub-block of elements 16j .. 16j + 15
+            I q[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i) q[i] = codes(w, h, nh, 4 * qq + i);
+            const F sc = V::mul(dw, V::cvt(V::s8to32(w + 2 * R + R * j)));
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t) {
+              const uint8_t* y = act + t * a.act_stride + sb * sizeof(BlockQ8_K) +
+                                 offsetof(BlockQ8_K, qs) + 16 * j;
+              const uint8_t* s = side + t * a.side_stride + sb * 68;
+              I sum = V::set1_32(load_i32(s + 4 + 4 * j));
+#pragma GCC unroll 4
+              for (int i = 0; i < 4; ++i) sum = V::dp_u8(sum, q[i], y + 4 * i);
+              inner[t] = V::fmadd(sc, V::cvt(sum), inner[t]);
+            }
+          }
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* s = side + t * a.side_stride + sb * 68;
+        acc[t] = V::fmadd(inner[t], V::set1f(load_f32(s)), acc[t]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+  }
+};
+
+inline size_t q6_k_side_bytes(int64_t n_in) {
+  return static_cast<size_t>(n_in / kQK_K) * 68;
+}
+
+inline void q6_k_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
+  const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(act_row);
+  for (int64_t sb = 0; sb < n_in / kQK_K; ++sb, side += 68) {
+    std::memcpy(side, &y[sb].d, 4);
+    for (int j = 0; j < 16; ++j) {
+      const int32_t c = -32 * y[sb].bsums[j];
+      std::memcpy(side + 4 + 4 * j, &c, 4);
+    }
+  }
+}
+
+template <class K>
+void pack_fn(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
+  K::pack(src, n_in, n_valid, dst);
+}
+template <class K>
+size_t group_bytes_fn(int64_t n_in) {
+  return K::group_bytes(n_in);
+}
+
+// The table of one ISA variant's packed kernels.
+template <class V>
+struct GemmTable {
+  PackedGemm q4_0{DType::Q4_0,       DType::Q8_0,     V::kRows,     group_bytes_fn<GQ4_0<V>>,
+                  pack_fn<GQ4_0<V>>, q8_0_side_bytes, q8_0_prep<8>, drive<V, GQ4_0<V>>};
+  PackedGemm q8_0{DType::Q8_0,
+                  DType::Q8_0,
+                  V::kRows,
+                  group_bytes_fn<GQ8_0<V>>,
+                  pack_fn<GQ8_0<V>>,
+                  q8_0_side_bytes,
+                  q8_0_prep<GQ8_0<V>::kOffset>,
+                  drive<V, GQ8_0<V>>};
+  PackedGemm q4_k{DType::Q4_K,
+                  DType::Q8_K,
+                  V::kRows,
+                  group_bytes_fn<GQK4<V, false>>,
+                  pack_fn<GQK4<V, false>>,
+                  q4_k_side_bytes,
+                  q4_k_prep,
+                  drive<V, GQK4<V, false>>};
+  PackedGemm q5_k{DType::Q5_K,
+                  DType::Q8_K,
+                  V::kRows,
+                  group_bytes_fn<GQK4<V, true>>,
+                  pack_fn<GQK4<V, true>>,
+                  q4_k_side_bytes,
+                  q4_k_prep,
+                  drive<V, GQK4<V, true>>};
+  PackedGemm q6_k{DType::Q6_K,       DType::Q8_K,     V::kRows,  group_bytes_fn<GQ6_K<V>>,
+                  pack_fn<GQ6_K<V>>, q6_k_side_bytes, q6_k_prep, drive<V, GQ6_K<V>>};
+
+  const PackedGemm* find(DType t) const {
+    switch (t) {
+      case DType::Q4_0:
+        return &q4_0;
+      case DType::Q8_0:
+        return &q8_0;
+      case DType::Q4_K:
+        return &q4_k;
+      case DType::Q5_K:
+        return &q5_k;
+      case DType::Q6_K:
+        return &q6_k;
+      default:
+        return nullptr;
+    }
+  }
+};
+
+}  // namespace
+}  // namespace brisk::kernels
