@@ -223,7 +223,6 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   float* k = sized(st.kc, T * hp.kv_dim());
   float* v = sized(st.vc, T * hp.kv_dim());
   float* att = sized(st.attn, T * hp.q_dim());
-  float* o = sized(st.o, T * hp.n_embd);
 
   // RMSNorm fused with the activation conversion; Q, K and V in one pass over the pool.
   const ops::LinearTarget qkv[3] = {{&w.wq, w.bq.empty() ? nullptr : w.bq.data(), q},
@@ -258,8 +257,7 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   s.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   ops::attention(q, T, c.pos0, kcache, vcache, s, att, st.attn_scratch, c.pool);
 
-  ops::linear(att, T, w.wo, nullptr, o, st.lin, c.pool);
-  ops::add_inplace(x, o, T * hp.n_embd);
+  ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
 }
 
 void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
@@ -268,12 +266,10 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
   const int64_t T = c.T;
   float* x = st.x.data();
   float* g = sized(st.gate, T * hp.n_ff);
-  float* o = sized(st.o, T * hp.n_embd);
   // RMSNorm, gate and up projections and silu(gate) * up in one pass; then the down projection.
   ops::swiglu_hidden(x, T, ops::RmsNorm{w.ffn_norm.data(), hp.rms_eps}, w.gate, w.up, g, st.lin,
                      c.pool);
-  ops::linear(g, T, w.down, nullptr, o, st.lin, c.pool);
-  ops::add_inplace(x, o, T * hp.n_embd);
+  ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
 }
 
 void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,

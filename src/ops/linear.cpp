@@ -64,7 +64,7 @@ struct PackedAct {
 
 kernels::GemmArgs gemm_args(const WeightView& w, const PackedAct& pa, const uint8_t* side,
                             size_t side_stride, int64_t T, int64_t g0, int64_t ng, float* out,
-                            int64_t ldo) {
+                            int64_t ldo, bool accumulate = false) {
   const kernels::PackedGemm& pg = *w.packed;
   kernels::GemmArgs a;
   a.w = w.packed_data + static_cast<size_t>(g0) * pg.group_bytes(w.n_in);
@@ -78,13 +78,14 @@ kernels::GemmArgs gemm_args(const WeightView& w, const PackedAct& pa, const uint
   a.out = out;
   a.ldo = ldo;
   a.n_rows = std::min(w.n_out - g0 * pg.rows, ng * pg.rows);
+  a.accumulate = accumulate;
   return a;
 }
 
 // The vec_dot path for one target: activations converted to the weight type's dot type, tiles of
 // kRowTile rows against every token so that each weight row is read once per call.
 void linear_rows(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
-                 LinearScratch& scratch, ThreadPool& pool) {
+                 bool accumulate, LinearScratch& scratch, ThreadPool& pool) {
   const kernels::QuantKernels& k = kernels::quant_kernels(w.type);
   const size_t w_row = row_bytes(w.type, w.n_in);
   const size_t a_row = row_bytes(k.vec_dot_type, w.n_in);
@@ -102,8 +103,9 @@ void linear_rows(const float* x, int64_t T, const WeightView& w, const float* bi
         const uint8_t* a = act + static_cast<size_t>(t) * a_row;
         float* o = out + t * w.n_out;
         for (int64_t r = r0; r < r1; ++r) {
-          const float v = k.vec_dot(w.n_in, wdata + static_cast<size_t>(r) * w_row, a);
-          o[r] = bias ? v + bias[r] : v;
+          const float v = k.vec_dot(w.n_in, wdata + static_cast<size_t>(r) * w_row, a) +
+                          (bias ? bias[r] : 0.0f);
+          o[r] = accumulate ? o[r] + v : v;
         }
       }
     }
@@ -232,7 +234,7 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
         const int64_t rows = tg.w->packed->rows;
         const kernels::GemmArgs a =
             gemm_args(*tg.w, pa, side + side_off[kern_of[i]], side_stride[kern_of[i]], T, g0,
-                      g1 - g0, tg.out + g0 * rows, tg.w->n_out);
+                      g1 - g0, tg.out + g0 * rows, tg.w->n_out, tg.accumulate);
         tg.w->packed->gemm(a);
         if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
       }
@@ -240,12 +242,19 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
   }
   for (size_t i = 0; i < targets.size(); ++i)
     if (!in_list[i])
-      linear_rows(x, T, *targets[i].w, targets[i].bias, targets[i].out, scratch, pool);
+      linear_rows(x, T, *targets[i].w, targets[i].bias, targets[i].out, targets[i].accumulate,
+                  scratch, pool);
 }
 
 void linear(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
             LinearScratch& scratch, ThreadPool& pool) {
   const LinearTarget t{&w, bias, out};
+  linear_multi(x, T, RmsNorm{}, std::span(&t, 1), scratch, pool);
+}
+
+void linear_add(const float* x, int64_t T, const WeightView& w, float* out, LinearScratch& scratch,
+                ThreadPool& pool) {
+  const LinearTarget t{&w, nullptr, out, true};
   linear_multi(x, T, RmsNorm{}, std::span(&t, 1), scratch, pool);
 }
 

@@ -48,11 +48,13 @@ struct RmsNorm {
   float eps = 0;
 };
 
-// One matrix of a linear_multi call: out (T, w.n_out) = x W^T (+ bias (n_out) if not null).
+// One matrix of a linear_multi call: out (T, w.n_out) = x W^T (+ bias (n_out) if not null);
+// with accumulate, out += x W^T (+ bias) instead (a residual add fused into the GEMM's stores).
 struct LinearTarget {
   const WeightView* w;
   const float* bias;
   float* out;
+  bool accumulate = false;
 };
 
 // x is (T, n_in) f32; every target's w is (n_out_i, n_in). The activations are normalised and
@@ -65,6 +67,9 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
 // null. Work split over output rows across the pool.
 void linear(const float* x, int64_t T, const WeightView& w, const float* bias, float* out,
             LinearScratch& scratch, ThreadPool& pool);
+// out += x W^T: the output projections that feed the residual stream.
+void linear_add(const float* x, int64_t T, const WeightView& w, float* out, LinearScratch& scratch,
+                ThreadPool& pool);
 
 // SwiGLU hidden layer: out (T, n_ff) = silu(norm(x) Wg^T) * (norm(x) Wu^T), gate and up (n_ff,
 // n_in). With packed weights each thread computes gate and up for a few row groups into small

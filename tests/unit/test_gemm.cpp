@@ -103,6 +103,13 @@ TEST_P(PackedGemmVariant, MatchesScalarVecDot) {
       a.ldo = ldo;
       a.n_rows = c.n_out;
       pg->gemm(a);
+      // accumulate adds to what is there: a second pass doubles every written value exactly.
+      const std::vector<float> once = out;
+      a.accumulate = true;
+      pg->gemm(a);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_EQ(out[i], once[i] == -777.0f ? once[i] : 2 * once[i]) << "accumulate, at " << i;
+      out = once;
 
       std::vector<float> wr(static_cast<size_t>(c.n_in)), ar(static_cast<size_t>(c.n_in));
       for (int64_t tok = 0; tok < c.T; ++tok) {

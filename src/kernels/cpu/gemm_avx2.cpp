@@ -50,13 +50,15 @@ struct V256 {
   static I s8to32(const void* p) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p)));
   }
-  static void store(float* out, F v, int n) {
+  static void store(float* out, F v, int n, bool add) {
     if (n >= 8) {
-      _mm256_storeu_ps(out, v);
+      _mm256_storeu_ps(out, add ? _mm256_add_ps(v, _mm256_loadu_ps(out)) : v);
       return;
     }
     const I lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(out, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+    const I m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    if (add) v = _mm256_add_ps(v, _mm256_maskload_ps(out, m));
+    _mm256_maskstore_ps(out, m, v);
   }
 };
 

@@ -71,8 +71,10 @@ struct V512 {
   static I s8to32(const void* p) {
     return _mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
   }
-  static void store(float* out, F v, int n) {
-    _mm512_mask_storeu_ps(out, n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1), v);
+  static void store(float* out, F v, int n, bool add) {
+    const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+    if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, out));
+    _mm512_mask_storeu_ps(out, m, v);
   }
 };
 

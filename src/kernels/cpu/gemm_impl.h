@@ -9,8 +9,8 @@
 //   shl32 (count in bits, need not be a constant); dp_u8(acc, w, y4): acc + sum of four products
 //   of unsigned weight codes (<= 63, or any u8 when kVnni) with the four signed activation codes at
 //   y4; dp_s8: the same for signed weight codes in [-127, 127]; cvt, fmadd, fnmadd, mul, set1f,
-//   zerof; f16(p): kRows halves -> floats; s8to32(p): kRows int8 -> int32; store(out, v, n): the
-//   first n lanes.
+//   zerof; f16(p): kRows halves -> floats; s8to32(p): kRows int8 -> int32; store(out, v, n, add):
+//   the first n lanes (added to what is there when add).
 //
 // Layout (see gemm.h): a group is kRows rows; per block, the rows' scales then their codes, codes
 // transposed in 4-byte words: word r of a (4 * kRows)-byte vector belongs to row r, so one int32
@@ -156,7 +156,7 @@ struct GQ4_0 {
       }
     }
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
   }
 };
 
@@ -211,7 +211,7 @@ struct GQ8_0 {
       }
     }
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
   }
 };
 
@@ -344,7 +344,7 @@ struct GQK4 {
       }
     }
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
   }
 };
 
@@ -449,7 +449,7 @@ struct GQ6_K {
       }
     }
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr);
+    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
   }
 };
 
