@@ -11,6 +11,8 @@
 #include "cli.h"
 #include "core/error.h"
 #include "engine/bench.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/isa.h"
 
 namespace brisk::cli {
 namespace {
@@ -121,13 +123,19 @@ void run_model(const BenchArgs& a) {
                types.c_str(), human_count(m.n_params()).c_str(),
                human_bytes(m.weight_bytes()).c_str(), human_bytes(bpt).c_str());
 
-  const std::string head = "| " + name + " | " + types + " | " + human_count(m.n_params()) + " | " +
-                           human_bytes(m.weight_bytes()) + " | ";
-  std::string table =
-      "| model | type | params | size | threads | test | t/s | median t/s | bytes/token | "
-      "bandwidth GB/s | roofline |\n"
-      "| ----- | ---- | -----: | ---: | ------: | ---- | --: | ---------: | ----------: | "
-      "-------------: | -------: |\n";
+  const uint64_t mpt = engine::macs_per_token(m);
+  const std::string isa = kernels::active_isa();
+  const bool packed = kernels::packed_gemm(m.layer(0).gate.type) != nullptr;
+  const std::string kernels_desc = isa + (packed ? " (packed int8 GEMM)" : " (row dot products)");
+  std::fprintf(stderr, "bench: kernels %s\n", kernels_desc.c_str());
+
+  // pp is set against the int8 multiply-accumulate peak (weight MACs per token x tokens/s), tg
+  // against the read bandwidth (weight bytes per token x tokens/s): the bound of each.
+  std::string table = "model: " + name + " (" + types + ", " + human_count(m.n_params()) +
+                      " params, " + human_bytes(m.weight_bytes()) + "), kernels: " + kernels_desc +
+                      "\n\n" +
+                      "| threads | test | t/s | median t/s | bound | of bound |\n"
+                      "| ------: | ---- | --: | ---------: | ----- | -------: |\n";
   ordered_json rows = ordered_json::array();
   for (int t : a.threads) {
     ThreadPool pool(t);
@@ -142,16 +150,23 @@ void run_model(const BenchArgs& a) {
     const engine::BenchResult pp = engine::bench_prompt(m, cfg, pool, progress);
     const engine::BenchResult tg = engine::bench_generate(m, cfg, pool, progress);
     const engine::BandwidthResult bw = probe(a, pool);
+    const engine::ComputePeak peak = engine::probe_compute(pool);
+    std::fprintf(stderr, "bench: %d threads, int8 peak %.0f GMAC/s, f32 peak %.0f GFLOP/s\n", t,
+                 peak.int8_gmacs, peak.f32_gflops);
     // Medians on both sides: one slow repetition (the machine is shared) should not move it.
     const double roofline = static_cast<double>(bpt) * tg.stats.median / (bw.stats.median * 1e9);
+    const double compute =
+        static_cast<double>(mpt) * pp.stats.median / std::max(peak.int8_gmacs * 1e9, 1.0);
 
     for (const engine::BenchResult* r : {&pp, &tg}) {
       const bool is_tg = r == &tg;
-      table += head + std::to_string(t) + " | " + r->test + " | " + fmt("%.2f", r->stats.mean) +
+      table += "| " + std::to_string(t) + " | " + r->test + " | " + fmt("%.2f", r->stats.mean) +
                " ± " + fmt("%.2f", r->stats.sd) + " | " + fmt("%.2f", r->stats.median) + " | ";
-      table += is_tg ? human_bytes(bpt) + " | " + fmt("%.2f", bw.stats.median) + " | " +
-                           fmt("%.1f%%", 100.0 * roofline) + " |\n"
-                     : std::string("| | |\n");
+      table += is_tg ? "read " + fmt("%.2f", bw.stats.median) + " GB/s, " + human_bytes(bpt) +
+                           "/token | " + fmt("%.1f%%", 100.0 * roofline) + " |\n"
+                     : "int8 " + fmt("%.0f", peak.int8_gmacs) + " GMAC/s, " +
+                           fmt("%.2f", static_cast<double>(mpt) / 1e9) + " GMAC/token | " +
+                           fmt("%.1f%%", 100.0 * compute) + " |\n";
       ordered_json row{{"threads", t},
                        {"test", r->test},
                        {"n_tokens", r->n_tokens},
@@ -161,6 +176,11 @@ void run_model(const BenchArgs& a) {
         row["bytes_per_token"] = bpt;
         row["bandwidth_gbps"] = stats_json(bw.stats, bw.gbps);
         row["roofline"] = roofline;
+      } else {
+        row["macs_per_token"] = mpt;
+        row["int8_peak_gmacs"] = peak.int8_gmacs;
+        row["f32_peak_gflops"] = peak.f32_gflops;
+        row["int8_peak_fraction"] = compute;
       }
       rows.push_back(std::move(row));
     }
@@ -173,7 +193,9 @@ void run_model(const BenchArgs& a) {
                   {"types", types},
                   {"n_params", m.n_params()},
                   {"size_bytes", m.weight_bytes()},
-                  {"bytes_per_token", bpt}};
+                  {"bytes_per_token", bpt},
+                  {"macs_per_token", mpt}};
+    j["kernels"] = {{"isa", isa}, {"packed_gemm", packed}};
     j["config"] = {{"n_prompt", cfg.n_prompt}, {"n_gen", cfg.n_gen},
                    {"n_batch", cfg.n_batch},   {"reps", cfg.reps},
                    {"warmup", cfg.warmup},     {"bandwidth_buffer_bytes", a.bw_mib << 20}};

@@ -186,3 +186,47 @@ BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool) {
 }
 
 }  // namespace brisk::engine
+
+namespace brisk::engine {
+
+ComputePeak probe_compute(ThreadPool& pool, int reps) {
+  check(reps >= 1 && reps <= 1000, "bench: repetitions ", reps, " must be in [1, 1000]");
+  const kernels::VecOps& vo = kernels::vec_ops();
+  const int nt = pool.size();
+  std::vector<int64_t> sink(static_cast<size_t>(nt));
+  auto rate = [&](auto fn, int64_t iters) {
+    std::vector<double> xs;
+    for (int r = 0; r < reps; ++r) {
+      std::vector<uint64_t> done(static_cast<size_t>(nt));
+      const auto t0 = Clock::now();
+      pool.parallel_for(nt, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t)
+          done[static_cast<size_t>(t)] = fn(iters, &sink[static_cast<size_t>(t)]);
+      });
+      const double s = std::max(seconds_since(t0), 1e-9);
+      uint64_t total = 0;
+      for (uint64_t d : done) total += d;
+      xs.push_back(static_cast<double>(total) / s / 1e9);
+    }
+    return summarize(xs).median;
+  };
+  ComputePeak p;
+  p.threads = nt;
+  p.int8_gmacs = rate(vo.int8_peak, int64_t{1} << 22);
+  p.f32_gflops = 2 * rate(vo.f32_peak, int64_t{1} << 22);
+  return p;
+}
+
+uint64_t macs_per_token(const model::Model& m) {
+  uint64_t n = 0;
+  auto mat = [&](const ops::WeightView& w) {
+    n += static_cast<uint64_t>(w.n_in) * static_cast<uint64_t>(w.n_out);
+  };
+  for (int64_t l = 0; l < m.hparams().n_layer; ++l) {
+    const model::LayerWeights& w = m.layer(l);
+    for (const ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) mat(*v);
+  }
+  return n;
+}
+
+}  // namespace brisk::engine

@@ -72,4 +72,17 @@ struct BandwidthResult {
 
 BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool);
 
+// The compute peaks prompt processing is measured against: every pool thread runs independent
+// chains of the active ISA's widest int8 multiply-accumulate (vpdpbusd with VNNI) and f32 FMA.
+struct ComputePeak {
+  int threads = 0;
+  double int8_gmacs = 0;  // 1e9 int8 multiply-accumulates per second (median of reps)
+  double f32_gflops = 0;  // 1e9 f32 floating-point operations per second (an FMA is 2)
+};
+ComputePeak probe_compute(ThreadPool& pool, int reps = 3);
+
+// Multiply-accumulates of one prompt token in the weight matrices (n_params of the matrices
+// the token passes through): the numerator of the pp compute fraction.
+uint64_t macs_per_token(const model::Model& m);
+
 }  // namespace brisk::engine

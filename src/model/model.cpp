@@ -231,23 +231,30 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
 
   // RoPE per token with the angles computed once per forward pass (st.cos / st.sin), then append
-  // K/V at their positions.
+  // K/V at their positions. Tokens are independent: split them over the pool for prompts.
   const ops::RopeConfig& rope = c.model.rope();
   const int64_t half = rope.n_dims / 2;
   const kernels::VecOps& vo = kernels::vec_ops();
   const bool adjacent = rope.layout == ops::RopeLayout::Adjacent;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* cs = st.cos.data() + t * half;
-    const float* sn = st.sin.data() + t * half;
-    vo.rope(q + t * hp.q_dim(), static_cast<int>(hp.n_head), rope.head_dim, rope.n_dims, adjacent,
-            cs, sn);
-    vo.rope(k + t * hp.kv_dim(), static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims,
-            adjacent, cs, sn);
-  }
   float* kcache = st.k(layer);
   float* vcache = st.v(layer);
-  std::copy(k, k + T * hp.kv_dim(), kcache + c.pos0 * hp.kv_dim());
-  std::copy(v, v + T * hp.kv_dim(), vcache + c.pos0 * hp.kv_dim());
+  const int64_t kv_dim = hp.kv_dim();
+  auto rope_tokens = [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* cs = st.cos.data() + t * half;
+      const float* sn = st.sin.data() + t * half;
+      vo.rope(q + t * hp.q_dim(), static_cast<int>(hp.n_head), rope.head_dim, rope.n_dims,
+              adjacent, cs, sn);
+      vo.rope(k + t * kv_dim, static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims,
+              adjacent, cs, sn);
+      std::copy(k + t * kv_dim, k + (t + 1) * kv_dim, kcache + (c.pos0 + t) * kv_dim);
+      std::copy(v + t * kv_dim, v + (t + 1) * kv_dim, vcache + (c.pos0 + t) * kv_dim);
+    }
+  };
+  if (T == 1)
+    rope_tokens(0, 1, 0);
+  else
+    c.pool.parallel_for(T, rope_tokens);
 
   ops::AttentionShape s;
   s.n_head = static_cast<int>(hp.n_head);
@@ -283,8 +290,14 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
     if (id < 0 || id >= hp_.n_vocab) fail("token id ", id, " out of range [0, ", hp_.n_vocab, ")");
 
   float* x = sized(st.x, T * hp_.n_embd);
-  for (int64_t t = 0; t < T; ++t)
-    ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
+  auto embed = [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t)
+      ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
+  };
+  if (T == 1)
+    embed(0, 1, 0);
+  else
+    pool.parallel_for(T, embed);
 
   // RoPE angles of the T positions, shared by every layer.
   const int64_t half = rope_.n_dims / 2;

@@ -98,6 +98,7 @@ expect 2 "bench bad threads" -- "$BRISK" bench -m "$TMP/m.gguf" --threads 1,x
 expect 2 "bench model file missing" -- "$BRISK" bench -m "$TMP/nope.gguf"
 expect 0 "bench" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 2 --threads 1,2 --bw-mib 8
 grep -q "| tg4 |" "$TMP/out" || bad "bench table has no tg4 row"
+grep -q "GMAC/s" "$TMP/out" || bad "bench table has no compute bound"
 expect 0 "bench --json" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 --warmup 0 -t 1 --bw-mib 8 --json
 grep -q "\"roofline\"" "$TMP/out" || bad "bench --json has no roofline"
 expect 0 "bench --bandwidth" -- "$BRISK" bench --bandwidth --bw-mib 8 -r 2 -t 2

@@ -57,8 +57,35 @@ uint64_t sum_words_scalar(const uint64_t* p, int64_t n) {
   return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 
-constexpr VecOps kScalar{sum_sq_scalar, scale_mul_scalar, silu_mul_scalar,
-                         add_scalar,    rope_scalar,      sum_words_scalar};
+// Scalar peaks: 12 independent integer / float multiply-add chains.
+uint64_t int8_peak_scalar(int64_t iters, int64_t* sink) {
+  int32_t a[12];
+  for (int j = 0; j < 12; ++j) a[j] = j;
+  volatile int32_t m = 3, c = 1;
+  const int32_t mm = m, cc = c;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) a[j] = a[j] * mm + cc;
+  int64_t s = 0;
+  for (int j = 0; j < 12; ++j) s += a[j];
+  *sink = s;
+  return static_cast<uint64_t>(iters) * 12;
+}
+
+uint64_t f32_peak_scalar(int64_t iters, int64_t* sink) {
+  float a[12];
+  for (int j = 0; j < 12; ++j) a[j] = static_cast<float>(j);
+  volatile float m = 0.999f, c = 0.001f;
+  const float mm = m, cc = c;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) a[j] = a[j] * mm + cc;
+  float s = 0;
+  for (int j = 0; j < 12; ++j) s += a[j];
+  *sink = static_cast<int64_t>(s);
+  return static_cast<uint64_t>(iters) * 12;
+}
+
+constexpr VecOps kScalar{sum_sq_scalar, scale_mul_scalar, silu_mul_scalar,  add_scalar,
+                         rope_scalar,   sum_words_scalar, int8_peak_scalar, f32_peak_scalar};
 
 struct Tables {
   VecOps rows[kIsaCount];
@@ -71,6 +98,7 @@ struct Tables {
 #if defined(__x86_64__) || defined(__i386__)
       if (isa >= Isa::Avx2) apply_vec_ops_avx2(rows[v]);
       if (isa >= Isa::Avx512) apply_vec_ops_avx512(rows[v]);
+      if (isa >= Isa::Avx512Vnni) apply_vec_ops_avx512_vnni(rows[v]);
 #endif
       ok[v] = true;
     }

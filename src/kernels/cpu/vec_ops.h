@@ -26,6 +26,11 @@ struct VecOps {
   // Sum (mod 2^64) of n words: the bandwidth probe's read loop, as wide as the ISA's loads so that
   // the probe measures the memory system, not the loop.
   uint64_t (*sum_words)(const uint64_t* p, int64_t n);
+  // Compute-peak probes: `iters` rounds of 12 independent chains of the ISA's widest int8
+  // multiply-accumulate (vpdpbusd / vpmaddubsw) or f32 FMA; return the multiply-accumulates done
+  // (a checksum goes to *sink so the work cannot be dropped). Timed by the caller.
+  uint64_t (*int8_peak)(int64_t iters, int64_t* sink);
+  uint64_t (*f32_peak)(int64_t iters, int64_t* sink);
 };
 
 const VecOps& vec_ops();             // the active ISA's row
@@ -35,6 +40,7 @@ const VecOps* vec_ops_for(Isa isa);  // nullptr if not compiled or unsupported h
 // Entry points of the ISA files; each fills the members it implements over the scalar row.
 void apply_vec_ops_avx2(VecOps& ops);
 void apply_vec_ops_avx512(VecOps& ops);
+void apply_vec_ops_avx512_vnni(VecOps& ops);
 #endif
 
 }  // namespace brisk::kernels

@@ -107,15 +107,60 @@ uint64_t sum_words_avx512(const uint64_t* p, int64_t n) {
     a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(p + i + 16));
     a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(p + i + 24));
   }
-  uint64_t s = static_cast<uint64_t>(
-      _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
+  uint64_t s = static_cast<uint64_t>(_mm512_reduce_add_epi64(
+      _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
   for (; i < n; ++i) s += p[i];
   return s;
 }
 
+// 12 independent accumulator chains, so latency never limits throughput. The operands are
+// re-read through an empty asm each round so the compiler cannot hoist or fold the work.
+template <bool kVnni>
+uint64_t int8_peak_avx512(int64_t iters, int64_t* sink) {
+  __m512i a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm512_set1_epi32(j);
+  __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) {
+      if constexpr (kVnni) {
+        a[j] = _mm512_dpbusd_epi32(a[j], x, y);
+      } else {
+        a[j] = _mm512_add_epi16(a[j], _mm512_maddubs_epi16(x, y));
+      }
+    }
+    __asm__ volatile("" : "+v"(x), "+v"(y));
+  }
+  __m512i s = a[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, a[j]);
+  *sink = _mm512_reduce_add_epi32(s);
+  return static_cast<uint64_t>(iters) * 12 * 64;
+}
+
+uint64_t f32_peak_avx512(int64_t iters, int64_t* sink) {
+  __m512 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm512_set1_ps(static_cast<float>(j));
+  __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_fmadd_ps(a[j], m, c);
+    __asm__ volatile("" : "+v"(m), "+v"(c));
+  }
+  __m512 s = a[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
+  *sink = static_cast<int64_t>(_mm512_reduce_add_ps(s));
+  return static_cast<uint64_t>(iters) * 12 * 16;
+}
+
 }  // namespace
 
+void apply_vec_ops_avx512_vnni(VecOps& ops) {
+  ops.int8_peak = int8_peak_avx512<true>;
+}
+
 void apply_vec_ops_avx512(VecOps& ops) {
+  ops.int8_peak = int8_peak_avx512<false>;
+  ops.f32_peak = f32_peak_avx512;
   ops.sum_sq = sum_sq_avx512;
   ops.scale_mul = scale_mul_avx512;
   ops.silu_mul = silu_mul_avx512;
