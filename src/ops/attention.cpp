@@ -154,6 +154,9 @@ void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const K
         s.head_dim, " outside [1, ", kernels::kAttnMaxHeadDim, "]");
   check(s.n_head / s.n_head_kv <= kernels::kAttnMaxRows, "attention: GQA group ",
         s.n_head / s.n_head_kv, " larger than ", kernels::kAttnMaxRows);
+  // The vector kernels address a tile's query rows with int32 element offsets.
+  check(static_cast<int64_t>(s.n_head) * s.head_dim * kernels::kAttnMaxRows < (int64_t{1} << 31),
+        "attention: ", s.n_head, " heads of ", s.head_dim, " are too many");
   check(T >= 0 && pos0 >= 0 && pos0 + T <= kernels::kAttnMaxPositions, "attention: positions [",
         pos0, ", ", pos0 + T, ") outside [0, ", kernels::kAttnMaxPositions, ")");
   for (const KvView* kv : {&k, &v})

@@ -43,7 +43,8 @@ struct KvView {
 
 // One work item. q rows: query token t (position pos + t), head g of the group at
 // q + t * q_stride + g * head_dim (head_dim floats, unscaled). Keys visible to the query at p are
-// j in [key_begin, key_end) with j <= p and, when window > 0, p - j < window.
+// j in [key_begin, key_end) with j <= p and, when window > 0, p - j < window. n_q * q_stride must
+// stay below 2^31 (the vector kernels gather q with int32 offsets).
 struct AttnTile {
   const float* q = nullptr;
   int64_t q_stride = 0;

@@ -1,8 +1,8 @@
 // AVX-512 attention tile kernel (compiled with the AVX-512 F/BW/VL/VNNI + AVX2 flags; see
 // CMakeLists.txt; no VNNI instruction is used, so Avx512 and Avx512Vnni share it). Tiles of up to
-// 8 rows (decoding with small GQA groups) run on 8-float lanes, where 16 would leave half of every
-// vector idle; larger tiles on 16-float lanes. Nothing here runs before the dispatcher
-// (attention.cpp) has checked the CPU.
+// 8 rows (decoding with small GQA groups) compute q.k and the softmax on 8-float lanes, where 16
+// would leave half of every vector idle; p.v has head_dim in its lanes and always uses 16. Nothing
+// here runs before the dispatcher (attention.cpp) has checked the CPU.
 #include "kernels/cpu/attention_isa.h"
 
 #ifdef BRISK_X86_ATTENTION
@@ -18,7 +18,7 @@ namespace brisk::kernels {
 
 void attention_tile_avx512(const AttnTile& tile, const KvView& k, const KvView& v, float* work) {
   if (tile.n_q * tile.group <= 8) {
-    AttnKernel<V8>::run(tile, k, v, work);
+    AttnKernel<V8, V16>::run(tile, k, v, work);
   } else {
     AttnKernel<V16>::run(tile, k, v, work);
   }

@@ -35,6 +35,7 @@ inline int64_t attn_max(int64_t a, int64_t b) {
 
 constexpr float kAttnInf = __builtin_inff();
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int64_t kPackRows = 16;  // tiles with more rows copy their f32 K/V tiles (see rows_of)
 
 // Taylor coefficient k of 2^f = e^(f ln 2): ln(2)^k / k!. On |f| <= 1/2 the degree-7 polynomial's
 // truncation error is below 6e-9 relative, well under the float rounding of its evaluation.
@@ -50,16 +51,17 @@ struct V8 {
   using R = __m256;
   static constexpr int L = 8;
 #ifdef __AVX512F__
-  // Compiled in the AVX-512 file, where there are 32 vector registers.
+  // Compiled in the AVX-512 file (32 vector registers), where it only serves q.k and the softmax
+  // of tiles of up to 8 rows (one row vector).
   static constexpr int kNvMax = 2, kMr = 4, kNd = 4;
-  static constexpr int kj(int nv) {
-    return nv == 1 ? 12 : 8;
+  static constexpr int kj(int) {
+    return 8;
   }
 #else
   // 16 registers: q.k keeps kj * nv accumulators + nv query vectors + 1 broadcast.
   static constexpr int kNvMax = 2, kMr = 4, kNd = 2;
   static constexpr int kj(int nv) {
-    return nv == 1 ? 8 : 5;
+    return nv == 1 ? 8 : 4;
   }
 #endif
   static R zero() {
@@ -76,6 +78,10 @@ struct V8 {
   }
   static R load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  // base[idx[k]] for each lane k.
+  static R gather(const float* base, const int32_t* idx) {
+    return _mm256_i32gather_ps(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4);
   }
   static R add(R a, R b) {
     return _mm256_add_ps(a, b);
@@ -130,13 +136,16 @@ struct V16 {
   using R = __m512;
   static constexpr int L = 16;
   static constexpr int kNvMax = 4, kMr = 4, kNd = 4;
-  static constexpr int kj(int nv) { return nv == 4 ? 4 : nv == 3 ? 5 : 8; }
+  static constexpr int kj(int nv) { return nv >= 3 ? 4 : 8; }
   static R zero() { return _mm512_setzero_ps(); }
   static R set1(float x) { return _mm512_set1_ps(x); }
   static R load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
   static R load_f16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static R gather(const float* base, const int32_t* idx) {
+    return _mm512_i32gather_ps(_mm512_loadu_si512(idx), base, 4);
   }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
@@ -171,25 +180,39 @@ struct V16 {
 };
 #endif
 
-template <class V>
+// V: the lane type of q.k and the softmax (rows in lanes); W: the lane type of p.v, the K/V
+// conversion and the output (head_dim in lanes). They differ when a few rows would leave most of
+// a wide vector idle while head_dim still fills it.
+template <class V, class W = V>
 struct AttnKernel {
   using R = typename V::R;
+  using WR = typename W::R;
   static constexpr int L = V::L;
 
   // Pointers to the head_dim floats of keys j0 .. j0 + nk - 1 of one head (element offset
   // head_off in each token row). F16 rows are converted into buf ([nk][d]) first.
-  static void rows_of(const KvView& kv, int64_t j0, int64_t nk, int64_t head_off, int d, float* buf,
-                      const float** rows) {
+  // With pack, f32 rows are copied too: rows a power-of-two stride apart (token_stride =
+  // n_head_kv * head_dim floats, e.g. 1 KiB) all fall into a few L1 sets and evict each other
+  // while a tile is re-read for every group of rows; the copy costs little next to that re-use.
+  static void rows_of(const KvView& kv, int64_t j0, int64_t nk, int64_t head_off, int d, bool pack,
+                      float* buf, const float** rows) {
     int64_t blk = j0 / kv.block_tokens, off = j0 % kv.block_tokens;
     for (int64_t j = 0; j < nk; ++j) {
       const int64_t phys = kv.block_table ? kv.block_table[blk] : blk;
       const int64_t e = phys * kv.block_stride + off * kv.token_stride + head_off;
       if (kv.type == DType::F32) {
-        rows[j] = static_cast<const float*>(kv.base) + e;
+        const float* src = static_cast<const float*>(kv.base) + e;
+        if (pack) {
+          float* dst = buf + j * d;
+          for (int i = 0; i < d; i += W::L) W::store(dst + i, W::load(src + i));
+          rows[j] = dst;
+        } else {
+          rows[j] = src;
+        }
       } else {
         const uint16_t* src = static_cast<const uint16_t*>(kv.base) + e;
         float* dst = buf + j * d;
-        for (int i = 0; i < d; i += L) V::store(dst + i, V::load_f16(src + i));
+        for (int i = 0; i < d; i += W::L) W::store(dst + i, W::load_f16(src + i));
         rows[j] = dst;
       }
       if (++off == kv.block_tokens) {
@@ -229,10 +252,21 @@ struct AttnKernel {
   template <int NV>
   static void qk_rows(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d,
                       float* s) {
+    // Key blocks of kj keys (kj divides kAttnKeyTile), then 4, 2, 1 for the last tile's tail: a
+    // one-key block is one chain of dependent fmas, latency-bound, so it is kept for 1 key.
     constexpr int KJ = V::kj(NV);
+    static_assert(kAttnKeyTile % KJ == 0);
     int64_t j = 0;
     for (; j + KJ <= nk; j += KJ) qk_block<NV, KJ>(krow + j, qt, rp, d, s + j * rp);
-    for (; j < nk; ++j) qk_block<NV, 1>(krow + j, qt, rp, d, s + j * rp);
+    if (j + 4 <= nk) {
+      qk_block<NV, 4>(krow + j, qt, rp, d, s + j * rp);
+      j += 4;
+    }
+    if (j + 2 <= nk) {
+      qk_block<NV, 2>(krow + j, qt, rp, d, s + j * rp);
+      j += 2;
+    }
+    if (j < nk) qk_block<NV, 1>(krow + j, qt, rp, d, s + j * rp);
   }
 
   // Scores of nk keys against all rp rows (already scaled: qt carries scale * log2(e)).
@@ -271,8 +305,17 @@ struct AttnKernel {
   // replaced by 2^(s - m_new), l = l * alpha + sum of the new probabilities.
   static void softmax_tile(float* s, int64_t nk, int64_t rp, float* m, float* l, float* alpha) {
     for (int64_t rv = 0; rv < rp; rv += L) {
-      R mx = V::set1(-kAttnInf);
-      for (int64_t j = 0; j < nk; ++j) mx = V::max(mx, V::load(s + j * rp + rv));
+      // Four independent max chains: one would wait out the max latency on every key.
+      R mx0 = V::set1(-kAttnInf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
+      int64_t jm = 0;
+      for (; jm + 4 <= nk; jm += 4) {
+        mx0 = V::max(mx0, V::load(s + jm * rp + rv));
+        mx1 = V::max(mx1, V::load(s + (jm + 1) * rp + rv));
+        mx2 = V::max(mx2, V::load(s + (jm + 2) * rp + rv));
+        mx3 = V::max(mx3, V::load(s + (jm + 3) * rp + rv));
+      }
+      for (; jm < nk; ++jm) mx0 = V::max(mx0, V::load(s + jm * rp + rv));
+      const R mx = V::max(V::max(mx0, mx1), V::max(mx2, mx3));
       const R m_old = V::load(m + rv);
       const R m_new = V::max(m_old, mx);
       const R m_use = V::finite_or_zero(m_new);
@@ -305,45 +348,45 @@ struct AttnKernel {
   template <int MR, int ND>
   static void pv_block(const float* const* vrow, int64_t nk, const float* p, int64_t rp,
                        const float* alpha, float* o, int d, int d0) {
-    R acc[MR][ND];
+    WR acc[MR][ND];
     BRISK_ATTN_UNROLL
     for (int mr = 0; mr < MR; ++mr) {
-      const R a = V::set1(alpha[mr]);
+      const WR a = W::set1(alpha[mr]);
       BRISK_ATTN_UNROLL
-      for (int v = 0; v < ND; ++v) acc[mr][v] = V::mul(V::load(o + mr * d + d0 + v * L), a);
+      for (int v = 0; v < ND; ++v) acc[mr][v] = W::mul(W::load(o + mr * d + d0 + v * W::L), a);
     }
     for (int64_t j = 0; j < nk; ++j) {
-      R vv[ND];
+      WR vv[ND];
       BRISK_ATTN_UNROLL
-      for (int v = 0; v < ND; ++v) vv[v] = V::load(vrow[j] + d0 + v * L);
+      for (int v = 0; v < ND; ++v) vv[v] = W::load(vrow[j] + d0 + v * W::L);
       BRISK_ATTN_UNROLL
       for (int mr = 0; mr < MR; ++mr) {
-        const R pb = V::set1(p[j * rp + mr]);
+        const WR pb = W::set1(p[j * rp + mr]);
         BRISK_ATTN_UNROLL
-        for (int v = 0; v < ND; ++v) acc[mr][v] = V::fma(pb, vv[v], acc[mr][v]);
+        for (int v = 0; v < ND; ++v) acc[mr][v] = W::fma(pb, vv[v], acc[mr][v]);
       }
     }
     BRISK_ATTN_UNROLL
     for (int mr = 0; mr < MR; ++mr) {
       BRISK_ATTN_UNROLL
-      for (int v = 0; v < ND; ++v) V::store(o + mr * d + d0 + v * L, acc[mr][v]);
+      for (int v = 0; v < ND; ++v) W::store(o + mr * d + d0 + v * W::L, acc[mr][v]);
     }
   }
 
   template <int MR>
   static void pv_rows(const float* const* vrow, int64_t nk, const float* p, int64_t rp,
                       const float* alpha, float* o, int d) {
-    constexpr int kStep = V::kNd * L;
+    constexpr int kStep = W::kNd * W::L;
     int d0 = 0;
-    for (; d0 + kStep <= d; d0 += kStep) pv_block<MR, V::kNd>(vrow, nk, p, rp, alpha, o, d, d0);
-    for (; d0 < d; d0 += L) pv_block<MR, 1>(vrow, nk, p, rp, alpha, o, d, d0);
+    for (; d0 + kStep <= d; d0 += kStep) pv_block<MR, W::kNd>(vrow, nk, p, rp, alpha, o, d, d0);
+    for (; d0 < d; d0 += W::L) pv_block<MR, 1>(vrow, nk, p, rp, alpha, o, d, d0);
   }
 
   static void pv(const float* const* vrow, int64_t nk, const float* p, int64_t rp,
                  const float* alpha, float* o, int64_t rows, int d) {
     int64_t r = 0;
-    for (; r + V::kMr <= rows; r += V::kMr)
-      pv_rows<V::kMr>(vrow, nk, p + r, rp, alpha + r, o + r * d, d);
+    for (; r + W::kMr <= rows; r += W::kMr)
+      pv_rows<W::kMr>(vrow, nk, p + r, rp, alpha + r, o + r * d, d);
     for (; r < rows; ++r) pv_rows<1>(vrow, nk, p + r, rp, alpha + r, o + r * d, d);
   }
 
@@ -362,19 +405,25 @@ struct AttnKernel {
     float* vbuf = kbuf + kAttnKeyTile * d;
 
     const float qscale = a.scale * kLog2e;
+    // qt[i][r] = q of row r, element i, times scale * log2(e); padding rows are 0. A column of
+    // qt is one gather from the rows (element offsets qoff, which fit in int32: ops::attention
+    // keeps n_q * q_stride far below 2^31).
+    int32_t qoff[kAttnMaxRows];
+    float* qmul = alpha;  // alpha is free until the first key tile
     for (int64_t r = 0; r < rp; ++r) {
       const int64_t rr = r < rows ? r : rows - 1;  // padding rows copy the last position
       pos[r] = static_cast<float>(a.pos + rr / g);
       m[r] = -kAttnInf;
       l[r] = 0.0f;
-      if (r < rows) {
-        const float* src = a.q + (r / g) * a.q_stride + (r % g) * d;
-        for (int i = 0; i < d; ++i) qt[i * rp + r] = src[i] * qscale;
-      } else {
-        for (int i = 0; i < d; ++i) qt[i * rp + r] = 0.0f;
-      }
+      qoff[r] = static_cast<int32_t>((rr / g) * a.q_stride + (rr % g) * d);
+      qmul[r] = r < rows ? qscale : 0.0f;
     }
-    for (int64_t i = 0; i < rows * d; i += L) V::store(o + i, V::zero());
+    for (int64_t rv = 0; rv < rp; rv += L) {
+      const R mul = V::load(qmul + rv);
+      for (int i = 0; i < d; ++i)
+        V::store(qt + i * rp + rv, V::mul(V::gather(a.q + i, qoff + rv), mul));
+    }
+    for (int64_t i = 0; i < rows * d; i += W::L) W::store(o + i, W::zero());
 
     const int64_t p_first = a.pos, p_last = a.pos + a.n_q - 1;
     const bool windowed = a.window > 0;
@@ -383,12 +432,14 @@ struct AttnKernel {
     const float win =
         windowed && a.window < kAttnMaxPositions ? static_cast<float>(a.window) : kAttnInf;
     const int64_t head_off = static_cast<int64_t>(a.kv_head) * d;
+    // Decoding tiles (few rows) read each K/V row about once: no copy.
+    const bool pack = rows > kPackRows;
     const float* krow[kAttnKeyTile];
     const float* vrow[kAttnKeyTile];
     for (int64_t j0 = lo; j0 < hi; j0 += kAttnKeyTile) {
       const int64_t nk = attn_min(kAttnKeyTile, hi - j0);
-      rows_of(kk, j0, nk, head_off, d, kbuf, krow);
-      rows_of(vk, j0, nk, head_off, d, vbuf, vrow);
+      rows_of(kk, j0, nk, head_off, d, pack, kbuf, krow);
+      rows_of(vk, j0, nk, head_off, d, pack, vbuf, vrow);
       qk(krow, nk, qt, rp, d, s);
       // A tile every row sees entirely (the common case inside a long prompt) needs no mask.
       const bool all_visible = j0 + nk - 1 <= p_first && (!windowed || p_last - j0 < a.window);
@@ -401,8 +452,8 @@ struct AttnKernel {
       float* dst = a.out + (r / g) * a.out_stride + (r % g) * d;
       const float* src = o + r * d;
       const float inv = a.m_out ? 1.0f : (l[r] > 0.0f ? 1.0f / l[r] : 0.0f);
-      const R iv = V::set1(inv);
-      for (int i = 0; i < d; i += L) V::store(dst + i, V::mul(V::load(src + i), iv));
+      const WR iv = W::set1(inv);
+      for (int i = 0; i < d; i += W::L) W::store(dst + i, W::mul(W::load(src + i), iv));
       if (a.m_out) {
         a.m_out[r] = m[r];
         a.l_out[r] = l[r];
