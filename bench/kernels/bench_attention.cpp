@@ -2,6 +2,8 @@
 // (32 query heads, 4 KV heads, head_dim 64, f32 contiguous cache unless named f16):
 //   prompt/T512       512 new tokens at positions 0..511 (causal)
 //   decode/ctxN       one new token at position N-1 (N keys), N = 512, 4096, 16384
+//   .../mqa8          8 query heads sharing one KV head: the automatic key split (flash-decoding)
+//                     against .../nosplit, where one thread gets the only work item
 // Effective GFLOP/s counts 4 * head_dim flops per (query head, visible key): 2 for q.k, 2 for p.v
 // (the exp and the bookkeeping are not counted). naive_old is the previous ops::attention (one
 // (token, head) at a time, scalar, scores materialised), kept here as the baseline.
@@ -28,7 +30,7 @@ using kernels::Isa;
 
 namespace {
 
-constexpr int kHeads = 32, kHeadsKv = 4, kHeadDim = 64;
+constexpr int kHeadDim = 64;
 
 // The previous ops::attention, for comparison: q (T, n_head, d), caches (n_ctx, n_head_kv, d).
 void naive_attention(const float* q, int64_t T, int64_t pos0, const float* k_cache,
@@ -77,14 +79,16 @@ struct Shape {
   const char* name;
   int64_t T, pos0;
   DType kv_type;
+  int heads = 32, heads_kv = 4;
+  int kv_chunks = 0;  // 0: ops::attention chooses; 1: never split the keys
 };
 
 // isa < 0: the naive baseline.
 void bench(benchmark::State& state, Shape sh, int isa, int threads) {
-  const int64_t ctx = sh.pos0 + sh.T, row = kHeadsKv * kHeadDim;
+  const int64_t ctx = sh.pos0 + sh.T, row = sh.heads_kv * kHeadDim;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> q(static_cast<size_t>(sh.T * kHeads * kHeadDim)), k(ctx * row), v(ctx * row);
+  std::vector<float> q(static_cast<size_t>(sh.T * sh.heads * kHeadDim)), k(ctx * row), v(ctx * row);
   for (auto* x : {&q, &k, &v})
     for (float& f : *x) f = nd(rng);
   std::vector<uint16_t> k16(k.size()), v16(v.size());
@@ -98,9 +102,11 @@ void bench(benchmark::State& state, Shape sh, int isa, int threads) {
   }
   std::vector<float> out(q.size()), scratch;
   ThreadPool pool(threads);
-  const ops::AttentionShape s{kHeads, kHeadsKv, kHeadDim, 0, 1.0f / std::sqrt(float(kHeadDim))};
+  const ops::AttentionShape s{sh.heads, sh.heads_kv, kHeadDim, 0,
+                              1.0f / std::sqrt(float(kHeadDim))};
   ops::AttentionOptions opt;
   if (isa >= 0) opt.isa = static_cast<Isa>(isa);
+  opt.kv_chunks = sh.kv_chunks;
   auto call = [&] {
     if (isa < 0) {
       naive_attention(q.data(), sh.T, sh.pos0, k.data(), v.data(), s, out.data(), scratch, pool);
@@ -119,7 +125,7 @@ void bench(benchmark::State& state, Shape sh, int isa, int threads) {
   // Visible keys summed over the query tokens: pos0 + t + 1 for token t.
   const double keys = static_cast<double>(sh.T) * static_cast<double>(sh.pos0) +
                       static_cast<double>(sh.T) * static_cast<double>(sh.T + 1) / 2;
-  const double flops = 4.0 * kHeadDim * kHeads * keys;
+  const double flops = 4.0 * kHeadDim * sh.heads * keys;
   state.counters["GFLOP/s"] = benchmark::Counter(
       flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
@@ -131,7 +137,10 @@ void register_attention_benchmarks() {
                           {"decode/ctx512", 1, 511, DType::F32},
                           {"decode/ctx4096", 1, 4095, DType::F32},
                           {"decode/ctx16384", 1, 16383, DType::F32},
-                          {"decode/ctx16384/f16", 1, 16383, DType::F16}};
+                          {"decode/ctx16384/f16", 1, 16383, DType::F16},
+                          // One KV head (multi-query): one work item unless the keys are split.
+                          {"decode/ctx16384/mqa8", 1, 16383, DType::F32, 8, 1},
+                          {"decode/ctx16384/mqa8/nosplit", 1, 16383, DType::F32, 8, 1, 1}};
   for (const Shape& sh : shapes)
     for (int threads : {1, 2}) {
       const std::string suffix = "/threads:" + std::to_string(threads);
@@ -144,7 +153,7 @@ void register_attention_benchmarks() {
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       }
-      if (sh.kv_type == DType::F32)
+      if (sh.kv_type == DType::F32 && sh.kv_chunks == 0)
         benchmark::RegisterBenchmark(
             (std::string("attention/") + sh.name + "/naive_old" + suffix).c_str(), bench, sh, -1,
             threads)
