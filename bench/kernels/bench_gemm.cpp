@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_register.h"
 #include "core/dtype.h"
 #include "core/huge_buffer.h"
 #include "kernels/cpu/gemm.h"
@@ -130,7 +131,9 @@ void bench_gemm(benchmark::State& state, DType t, Isa isa, bool rows) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2048 * 512 * T);
 }
 
-void register_all() {
+}  // namespace
+
+void register_gemm_benchmarks() {
   for (int v = 0; v < kIsaCount; ++v) {
     const Isa isa = static_cast<Isa>(v);
     for (DType t : kTypes) {
@@ -150,7 +153,3 @@ void register_all() {
     }
   }
 }
-
-const bool kRegistered = (register_all(), true);
-
-}  // namespace

@@ -1,13 +1,15 @@
 // Micro-benchmark of the quant kernels per ISA variant: one vec_dot of a 4096-element weight row
 // against its activation row (both in L1, so this measures compute, not the memory bandwidth that
 // bounds decode), and the activation quantisers on 4096 floats.
-// Build: cmake --build <dir> --target bench_kernels; run: <dir>/bench_kernels.
+// Build: cmake --build <dir> --target bench_kernels; run: <dir>/bench_kernels (main:
+// bench_main.cpp).
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_register.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/quant.h"
 
@@ -49,7 +51,9 @@ void bench_from_float(benchmark::State& state, const QuantKernels* k) {
   }
 }
 
-void register_all() {
+}  // namespace
+
+void register_quant_benchmarks() {
   const DType dots[] = {DType::F16,  DType::Q4_0, DType::Q8_0,
                         DType::Q4_K, DType::Q5_K, DType::Q6_K};
   const DType acts[] = {DType::Q8_0, DType::Q8_K};
@@ -65,14 +69,4 @@ void register_all() {
           (std::string("from_float/") + dtype_layout(t).name + "/" + isa_name(isa)).c_str(),
           bench_from_float, quant_kernels_for(t, isa));
   }
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  register_all();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
 }

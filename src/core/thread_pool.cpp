@@ -18,11 +18,9 @@ inline void cpu_relax() {
 // goes to sleep almost at once.
 constexpr int kSpinIterations = 1 << 13;
 
-inline void chunk(int64_t n, int parts, int i, int64_t* b, int64_t* e) {
-  const int64_t per = n / parts, rem = n % parts;
-  *b = i * per + std::min<int64_t>(i, rem);
-  *e = *b + per + (i < rem ? 1 : 0);
-}
+// Chunks per thread: enough that a late or slow thread leaves its share to the others, few enough
+// that each chunk streams a long contiguous range.
+constexpr int64_t kChunksPerThread = 4;
 
 }  // namespace
 
@@ -40,6 +38,16 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
+void ThreadPool::run_chunks(int tid) {
+  const int64_t n = job_n_, chunks = job_chunks_;
+  for (;;) {
+    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= chunks) return;
+    const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+    if (b < e) (*job_)(b, e, tid);
+  }
+}
+
 void ThreadPool::parallel_for(int64_t n, ChunkFn fn) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
@@ -48,23 +56,26 @@ void ThreadPool::parallel_for(int64_t n, ChunkFn fn) {
   }
   job_ = &fn;
   job_n_ = n;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  job_chunks_ = std::min<int64_t>(n, kChunksPerThread * n_threads_);
+  next_chunk_.store(0, std::memory_order_relaxed);
+  uint64_t gen;
   {
     // Publishing under the mutex means a worker that is about to sleep either sees the new
     // generation in its wait predicate or is already waiting and gets the notification.
     std::lock_guard<std::mutex> lk(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
+    gen = generation_.load(std::memory_order_relaxed) + 1;
+    open_gen_.store(gen, std::memory_order_seq_cst);
+    generation_.store(gen, std::memory_order_release);
   }
   cv_start_.notify_all();
-  int64_t b, e;
-  chunk(n, n_threads_, 0, &b, &e);
-  if (b < e) fn(b, e, 0);
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < kSpinIterations) {
+  run_chunks(0);
+  // Every chunk is claimed. Close the job so late workers stay out, then wait for the ones inside.
+  open_gen_.store(0, std::memory_order_seq_cst);
+  for (int spins = 0; active_.load(std::memory_order_seq_cst) != 0; ++spins) {
+    if (spins < kSpinIterations)
       cpu_relax();
-    } else {
+    else
       std::this_thread::yield();
-    }
   }
 }
 
@@ -88,10 +99,12 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load(std::memory_order_relaxed)) return;
     seen = g;
-    int64_t b, e;
-    chunk(job_n_, n_threads_, index, &b, &e);
-    if (b < e) (*job_)(b, e, index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    // Join only while the job is still open: the caller closes it (open_gen_ = 0) before waiting
+    // for active_ to drain, so a worker that registers after that sees it closed and leaves
+    // without touching job_ (the total order of the seq_cst operations guarantees it).
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (open_gen_.load(std::memory_order_seq_cst) == g) run_chunks(index);
+    active_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 

@@ -262,7 +262,10 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   s.head_dim = static_cast<int>(hp.head_dim);
   s.sliding_window = static_cast<int>(hp.sliding_window);
   s.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  ops::attention(q, T, c.pos0, kcache, vcache, s, att, st.attn_scratch, c.pool);
+  // The contiguous f32 cache is one block of n_ctx tokens.
+  const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), hp.kv_dim());
+  const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), hp.kv_dim());
+  ops::attention(q, T, c.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
 
   ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
 }

@@ -56,18 +56,19 @@ void run_case(const char* type_name, DType type, int threads) {
   model::synth_preset("tiny", cfg);
   cfg.type = type;
   auto m = model::Model::load(model::synth_model(cfg, pool));
-  model::InferenceState st(m->hparams(), 256);
+  model::InferenceState st(m->hparams(), 1024);
   std::vector<float> logits;
   const std::vector<int32_t> prompt(16, 5);
   int32_t tok = 7;
-  // Warm-up: one prompt chunk of 16, one of 3 and one decode step reach every buffer's size.
+  // Warm-up: a prompt chunk of 16, one of 3 and decode steps past 512 positions (where attention
+  // starts splitting the keys across threads) reach every buffer's size.
   m->forward(prompt, st, logits, false, pool);
   m->forward(std::span(prompt.data(), 3), st, logits, false, pool);
-  m->forward(std::span(&tok, 1), st, logits, false, pool);
+  while (st.n_past < 600) m->forward(std::span(&tok, 1), st, logits, false, pool);
 
   g_allocs = 0;
   g_counting = true;
-  for (int i = 0; i < 20; ++i) m->forward(std::span(&tok, 1), st, logits, false, pool);
+  for (int i = 0; i < 300; ++i) m->forward(std::span(&tok, 1), st, logits, false, pool);
   m->forward(prompt, st, logits, false, pool);
   m->forward(std::span(prompt.data(), 3), st, logits, false, pool);
   g_counting = false;

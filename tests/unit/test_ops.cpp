@@ -113,7 +113,8 @@ TEST(Attention, MatchesNaiveSoftmaxWithGqaAndWindow) {
   for (int window : {0, 2}) {
     ops::AttentionShape s{H, HKV, D, window, 1.0f / std::sqrt(float(D))};
     ThreadPool pool(2);
-    ops::attention(q.data(), T, 0, k.data(), v.data(), s, out.data(), scratch, pool);
+    ops::attention(q.data(), T, 0, ops::contiguous_kv(k.data(), T, HKV * D),
+                   ops::contiguous_kv(v.data(), T, HKV * D), s, out.data(), scratch, pool);
     for (int t = 0; t < T; ++t)
       for (int h = 0; h < H; ++h) {
         const int hk = h / (H / HKV);
