@@ -50,9 +50,11 @@ void bench_from_float(benchmark::State& state, const QuantKernels* k) {
 }
 
 void register_all() {
-  const DType dots[] = {DType::F16,  DType::Q4_0, DType::Q8_0,
-                        DType::Q4_K, DType::Q5_K, DType::Q6_K};
-  const DType acts[] = {DType::Q8_0, DType::Q8_K};
+  // Every type with kernels (the activation types Q8_0 / Q8_1 / Q8_K dot themselves).
+  const DType dots[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                        DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1, DType::Q2_K,
+                        DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
+  const DType acts[] = {DType::Q8_0, DType::Q8_1, DType::Q8_K};
   for (int v = 0; v < kIsaCount; ++v) {
     const Isa isa = static_cast<Isa>(v);
     if (!cpu_supports(isa)) continue;
