@@ -12,6 +12,7 @@ namespace brisk::kernels {
 void apply_avx2_kernels(QuantKernels& row);
 void apply_avx2_extra_kernels(QuantKernels& row);  // quant_extra_avx2.cpp: the remaining types
 void apply_avx512_kernels(QuantKernels& row, bool vnni);
+void apply_avx512_extra_kernels(QuantKernels& row, bool vnni);  // quant_extra_avx512.cpp
 #endif
 
 }  // namespace brisk::kernels

@@ -65,7 +65,10 @@ struct IsaTables {
           apply_avx2_kernels(row);
           apply_avx2_extra_kernels(row);
         }
-        if (isa >= Isa::Avx512) apply_avx512_kernels(row, isa == Isa::Avx512Vnni);
+        if (isa >= Isa::Avx512) {
+          apply_avx512_kernels(row, isa == Isa::Avx512Vnni);
+          apply_avx512_extra_kernels(row, isa == Isa::Avx512Vnni);
+        }
 #endif
         by_type[v][static_cast<uint32_t>(row.type)] = &row;
       }
