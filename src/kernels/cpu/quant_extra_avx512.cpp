@@ -1,5 +1,5 @@
 // AVX-512 (F + BW + VL) kernels, with and without VNNI, for the types quant_avx512.cpp does not
-// cover: the dots of Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, BF16 and F32. Compiled with
+// cover: the dots of Q4_1, Q5_0, Q5_1, Q2_K, Q3_K and BF16. Compiled with
 // -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c (see CMakeLists.txt).
 // apply_avx512_extra_kernels is the only entry point; the dispatcher calls it only after
 // cpu_supports(Isa::Avx512) and lays these over the AVX2 row, so a type not handled here keeps
@@ -8,7 +8,7 @@
 //
 // A kernel is registered only where the micro-benchmark (bench/kernels, 4096-element rows in
 // cache) showed it faster than the AVX2 one on the development Xeon; medians in ns, avx2 ->
-// avx512 / avx512vnni: F32 160 -> 128, BF16 196 -> 168, Q4_1 160 -> (AVX2) / 147,
+// avx512 / avx512vnni: BF16 196 -> 168, Q4_1 160 -> (AVX2) / 147,
 // Q5_0 232 -> 214 / 198, Q5_1 225 -> 194 / 178, Q2_K 106 -> (AVX2) / 95, Q3_K 141 -> 131 / 118.
 //
 // Integer sums inside a block are exactly the scalar reference's; only the order of the float
@@ -268,31 +268,12 @@ float q3_k_vec_dot_avx512(int64_t n, const void* w, const void* a) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// ---- f32 / bf16: 512-bit registers ------------------------------------------------------------
-
-// w and a are n floats: four chains of 16 lanes, the last n % 16 through masked loads.
-float f32_vec_dot_avx512(int64_t n, const void* w, const void* a) {
-  check_blocks(DType::F32, n, 1, "vec_dot");
-  const float* x = static_cast<const float*>(w);
-  const float* y = static_cast<const float*>(a);
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    unroll<4>([&](auto k) {
-      acc[k] =
-          _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16 * k), _mm512_loadu_ps(y + i + 16 * k), acc[k]);
-    });
-  for (; i + 16 <= n; i += 16)
-    acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc[0]);
-  if (i < n) {
-    const __mmask16 m = _cvtu32_mask16((1u << (n - i)) - 1);
-    acc[1] =
-        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), acc[1]);
-  }
-  return _mm512_reduce_add_ps(
-      _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
+// ---- bf16: 512-bit registers ------------------------------------------------------------------
+// F32 has no kernel here: its 512-bit version (4 chains of 16 lanes) was 1.45x faster than AVX2
+// with both rows 64-byte aligned but slower with both at 32 mod 64 (GGUF aligns tensors to 32),
+// where each 64-byte load splits a cache line; over the 16 alignments of two 16-byte-aligned rows
+// it averaged 153 ns against AVX2's 159. BF16 reads half the weight bytes per lane and won in all
+// 16 (mean 162 against 190).
 
 // 16 bf16 (a 256-bit register) -> 16 f32: zero-extend to 32 bits and shift into the top half.
 inline __m512 bf16x16(__m256i h) {
@@ -326,9 +307,6 @@ float bf16_vec_dot_avx512(int64_t n, const void* w, const void* a) {
 template <bool kVnni>
 void apply(QuantKernels& row) {
   switch (row.type) {
-    case DType::F32:
-      row.vec_dot = f32_vec_dot_avx512;
-      break;
     case DType::BF16:
       row.vec_dot = bf16_vec_dot_avx512;
       break;
