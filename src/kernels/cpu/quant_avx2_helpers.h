@@ -1,7 +1,8 @@
-// AVX2 + FMA + F16C helpers shared by the AVX2 kernel files (quant_avx2.cpp,
-// quant_extra_avx2.cpp). Include this header only from files compiled with those instructions
-// enabled (*_avx2.cpp, *_avx512.cpp): every function here is in an anonymous namespace for the
-// reason given in quant_isa_helpers.h, so each including file gets its own private copy.
+// AVX2 + FMA + F16C helpers shared by the kernel files (quant_avx2.cpp, quant_extra_avx2.cpp,
+// and the 256-bit parts of quant_extra_avx512.cpp). Include this header only from files compiled
+// with those instructions enabled (*_avx2.cpp, *_avx512.cpp): every function here is in an
+// anonymous namespace for the reason given in quant_isa_helpers.h, so each including file gets its
+// own private copy.
 #pragma once
 #include <immintrin.h>
 
@@ -134,6 +135,49 @@ inline __m128i q3_k_scales(const uint8_t* s) {
   const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(u2), _mm_setr_epi32(0, 2, 4, 6)),
                                    _mm_set1_epi8(0x03));
   return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi32(hi, 4)), _mm_set1_epi8(32));
+}
+
+// Runs step(i, acc) for every block i, alternating between two accumulators: a 32-element block
+// is only ~12 uops, less than the 4-cycle latency of the float chain it feeds, so one chain would
+// bound the loop.
+template <class Acc, class Step>
+inline void two_chains(int64_t nb, Acc& a0, Acc& a1, Step step) {
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    step(i, a0);
+    step(i + 1, a1);
+  }
+  if (i < nb) step(i, a0);
+}
+
+// Lane 0: the product of the f16 at x and the f16 at y; lane 1: the same of the f16 that follow
+// them (both blocks must have 4 bytes there). A 32-bit load straight into a vector register and
+// one conversion per operand, where a scalar f16 load would insert into a register on the shuffle
+// port. Q4_1 / Q5_1 blocks start with (d, m) and Q8_1 blocks with (d, s = d * sum q), so for them
+// this is {dx * dy, mx * sy}.
+inline __m128 scale_product(const void* x, const void* y) {
+  int32_t u, v;
+  std::memcpy(&u, x, 4);
+  std::memcpy(&v, y, 4);
+  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(u)), _mm_cvtph_ps(_mm_cvtsi32_si128(v)));
+}
+
+// Float state of a Q4_1 / Q5_1 dot: v accumulates the integer lanes times dx * dy, lane 1 of m
+// the offsets mx * sy (lane 0 of m collects the dx * dy, unused).
+struct Acc1 {
+  __m256 v;
+  __m128 m;
+};
+
+// Adds the integer lanes p of one block with its scales s (scale_product) into acc.
+inline void add_block_x1(__m256i p, __m128 s, Acc1& acc) {
+  acc.v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(s), acc.v);
+  acc.m = _mm_add_ps(acc.m, s);
+}
+
+inline float finish_x1(const Acc1& a0, const Acc1& a1) {
+  const __m128 m = _mm_add_ps(a0.m, a1.m);
+  return hsum(_mm256_add_ps(a0.v, a1.v)) + _mm_cvtss_f32(_mm_movehdup_ps(m));
 }
 
 }  // namespace

@@ -62,14 +62,6 @@ inline __m512i dot_scaled_acc(__m512i acc, __m512i c, __m512i y, __m512i scale16
   }
 }
 
-// Two f16 pairs multiplied, as in quant_extra_avx2.cpp: lane 0 = x[0] * y[0], lane 1 = x[1] * y[1].
-inline __m128 scale_product(const void* x, const void* y) {
-  int32_t u, v;
-  std::memcpy(&u, x, 4);
-  std::memcpy(&v, y, 4);
-  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(u)), _mm_cvtph_ps(_mm_cvtsi32_si128(v)));
-}
-
 // Bit j of a Q5_x block's 32-bit qh as bit j of a mask register (a plain 32-bit load).
 inline __mmask32 fifth_bits_mask(const uint8_t* qh) {
   uint32_t u;
@@ -77,36 +69,11 @@ inline __mmask32 fifth_bits_mask(const uint8_t* qh) {
   return _cvtu32_mask32(u);
 }
 
-template <class Acc, class Step>
-inline void two_chains(int64_t nb, Acc& a0, Acc& a1, Step step) {
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    step(i, a0);
-    step(i + 1, a1);
-  }
-  if (i < nb) step(i, a0);
-}
-
 // ---- legacy: 256-bit registers ----------------------------------------------------------------
 // The AVX2 kernels with the fifth bits applied from a mask register (one masked byte add instead
 // of a broadcast, shuffle, and, compare and or) and, with VNNI, vpdpbusd for maddubs + madd.
 // Register width stays 256: a 32-byte block fills one register (see quant_avx512.cpp on why
 // pairing blocks in 512-bit registers lost).
-
-struct Acc1 {
-  __m256 v;
-  __m128 m;
-};
-
-inline void add_block_x1(__m256i p, __m128 s, Acc1& acc) {
-  acc.v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(s), acc.v);
-  acc.m = _mm_add_ps(acc.m, s);
-}
-
-inline float finish_x1(const Acc1& a0, const Acc1& a1) {
-  const __m128 m = _mm_add_ps(a0.m, a1.m);
-  return hsum(_mm256_add_ps(a0.v, a1.v)) + _mm_cvtss_f32(_mm_movehdup_ps(m));
-}
 
 // w is n/32 Q4_1 blocks, a is n/32 Q8_1 blocks; codes in [0, 15]. Registered only with VNNI:
 // without it this is the AVX2 kernel.
