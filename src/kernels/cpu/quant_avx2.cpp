@@ -15,44 +15,15 @@
 
 #include <cstring>
 
+#include "kernels/cpu/quant_avx2_helpers.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/quant_isa_helpers.h"
 
 namespace brisk::kernels {
 namespace {
 
-// Only internal-linkage helpers (quant_isa_helpers.h) and always-inline intrinsics are called
-// from this file; see that header for why.
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
-}
-
-inline float hmax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
-
-inline float f16(uint16_t h) {
-  return _cvtsh_ss(h);  // exact, like fp16()
-}
-
-// 32 signed int8 pairs -> 8 int32 lanes, each the sum of 4 products (x, y in [-127, 127]).
-inline __m256i dot_i8(__m256i x, __m256i y) {
-  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
+// Only internal-linkage helpers (quant_isa_helpers.h, quant_avx2_helpers.h) and always-inline
+// intrinsics are called from this file; see quant_isa_helpers.h for why.
 
 // Q4_0 codes of one block in element order, as signed values q - 8: low nibbles (elements 0-15)
 // in the low 128-bit lane, high nibbles (16-31) in the high lane.
@@ -60,18 +31,6 @@ inline __m256i q4_0_codes(const uint8_t* qs) {
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
   return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
-}
-
-inline __m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-
-// Four vectors of 8 int32 (each in [-128, 127]) -> 32 int8 in order.
-inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
-  const __m256i ab = _mm256_packs_epi32(a, b);  // per 128-bit lane: a0-3 b0-3 | a4-7 b4-7
-  const __m256i cd = _mm256_packs_epi32(c, d);
-  const __m256i abcd = _mm256_packs_epi16(ab, cd);  // 4-byte groups: a0 b0 c0 d0 a1 b1 c1 d1
-  return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
 // ---- legacy -----------------------------------------------------------------------------------
@@ -102,34 +61,14 @@ float q8_0_vec_dot_avx2(int64_t n, const void* w, const void* a) {
   return hsum(acc);
 }
 
-// Same arithmetic as the scalar quantize_q8: d = amax / 127, id = 1 / d, q = round half away
-// from zero of x * id, done as trunc plus a correction from the exact fraction.
+// Same arithmetic as the scalar quantize_q8 (see quantize_q8_block).
 void q8_0_from_float_avx2(const float* src, void* dst, int64_t n) {
   check_blocks(DType::Q8_0, n, kQK, "from_float");
   BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 half = _mm256_set1_ps(0.5f), neg_half = _mm256_set1_ps(-0.5f);
   for (int64_t i = 0; i < n / kQK; ++i, src += kQK) {
-    __m256 v[4];
-    __m256 amax = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) {
-      v[k] = _mm256_loadu_ps(src + 8 * k);
-      amax = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), amax);
-    }
-    const float d = hmax(amax) / 127.0f;
-    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) {
-      const __m256 x = _mm256_mul_ps(v[k], id);
-      const __m256i t = _mm256_cvttps_epi32(x);
-      const __m256 frac = _mm256_sub_ps(x, _mm256_cvtepi32_ps(t));
-      const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(frac, half, _CMP_GE_OQ));
-      const __m256i down = _mm256_castps_si256(_mm256_cmp_ps(frac, neg_half, _CMP_LE_OQ));
-      q[k] = _mm256_add_epi32(_mm256_sub_epi32(t, up), down);  // masks are -1 where true
-    }
+    __m256i sums;
+    const float d = quantize_q8_block(src, b[i].qs, &sums);
     b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);  // RNE, as f32_to_f16
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b[i].qs),
-                        pack_i32_to_i8(q[0], q[1], q[2], q[3]));
   }
 }
 

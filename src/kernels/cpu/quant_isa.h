@@ -10,7 +10,9 @@ namespace brisk::kernels {
 #if defined(__x86_64__) || defined(__i386__)
 #define BRISK_X86_KERNELS 1
 void apply_avx2_kernels(QuantKernels& row);
+void apply_avx2_extra_kernels(QuantKernels& row);  // quant_extra_avx2.cpp: the remaining types
 void apply_avx512_kernels(QuantKernels& row, bool vnni);
+void apply_avx512_extra_kernels(QuantKernels& row, bool vnni);  // quant_extra_avx512.cpp
 #endif
 
 }  // namespace brisk::kernels

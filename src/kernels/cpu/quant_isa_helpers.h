@@ -1,4 +1,4 @@
-// Helpers shared by the per-ISA kernel files (quant_avx2.cpp, quant_avx512.cpp).
+// Helpers shared by the per-ISA kernel files (*_avx2.cpp, *_avx512.cpp).
 //
 // Only functions with internal linkage (and the always-inline intrinsics) are called from those
 // files: a shared inline function with external linkage (check_block_multiple, f32_to_f16,

@@ -61,8 +61,14 @@ struct IsaTables {
         row = kTable[i];
 #ifdef BRISK_X86_KERNELS
         // Each variant builds on the one below it (an AVX-512 CPU has AVX2).
-        if (isa >= Isa::Avx2) apply_avx2_kernels(row);
-        if (isa >= Isa::Avx512) apply_avx512_kernels(row, isa == Isa::Avx512Vnni);
+        if (isa >= Isa::Avx2) {
+          apply_avx2_kernels(row);
+          apply_avx2_extra_kernels(row);
+        }
+        if (isa >= Isa::Avx512) {
+          apply_avx512_kernels(row, isa == Isa::Avx512Vnni);
+          apply_avx512_extra_kernels(row, isa == Isa::Avx512Vnni);
+        }
 #endif
         by_type[v][static_cast<uint32_t>(row.type)] = &row;
       }
