@@ -90,6 +90,8 @@ void BandwidthConfig::validate() const {
   check(bytes >= (uint64_t{1} << 16), "bench: bandwidth buffer of ", bytes,
         " bytes is too small (at least 64 KiB)");
   check(reps >= 1 && reps <= 1000, "bench: repetitions ", reps, " must be in [1, 1000]");
+  check(streams >= 1 && streams <= 64, "bench: streams per thread ", streams,
+        " must be in [1, 64]");
 }
 
 std::vector<int32_t> bench_tokens(int64_t n, int64_t n_vocab, uint64_t seed) {
@@ -173,7 +175,8 @@ BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool) {
     pool.parallel_for(nt, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         const auto [lo, hi] = slice(t);
-        sums[static_cast<size_t>(t)] = vo.sum_words(p + lo, static_cast<int64_t>(hi - lo));
+        sums[static_cast<size_t>(t)] =
+            vo.sum_words(p + lo, static_cast<int64_t>(hi - lo), cfg.streams);
       }
     });
     const double s = std::max(seconds_since(t0), 1e-9);

@@ -138,4 +138,20 @@ TEST(Bench, BadConfigIsAnError) {
   bc.bytes = 100;
   ThreadPool pool(1);
   EXPECT_THROW(engine::probe_bandwidth(bc, pool), Error);
+  bc = {};
+  bc.streams = 0;
+  EXPECT_THROW(engine::probe_bandwidth(bc, pool), Error);
+}
+
+// Any number of streams reads every word exactly once (the checksum covers the remainder too).
+TEST(Bench, BandwidthProbeStreamsCoverTheBuffer) {
+  ThreadPool pool(2);
+  for (int streams : {1, 3, 8}) {
+    engine::BandwidthConfig bc;
+    bc.bytes = (uint64_t{1} << 20) + 4096 + 64;
+    bc.reps = 1;
+    bc.streams = streams;
+    const engine::BandwidthResult r = engine::probe_bandwidth(bc, pool);
+    EXPECT_EQ(r.checksum, r.expected_sum) << streams << " streams";
+  }
 }

@@ -39,7 +39,7 @@ struct GemmArgs {
   int64_t T = 0;         // tokens
   float* out = nullptr;  // out[t * ldo + r] for the rows r of these groups, starting at row 0
   int64_t ldo = 0;
-  int64_t n_rows = 0;  // rows to write (<= n_groups * rows: the last group may be partial)
+  int64_t n_rows = 0;       // rows to write (<= n_groups * rows: the last group may be partial)
   bool accumulate = false;  // out += result (a fused residual add) instead of out = result
 };
 

@@ -13,7 +13,7 @@ namespace brisk::kernels {
 namespace {
 
 struct V256 {
-  static constexpr int kRows = 8, kTile = 4;
+  static constexpr int kRows = 8, kTile = 4, kStreamTile = 1;
   static constexpr bool kVnni = false;
   using I = __m256i;
   using F = __m256;

@@ -21,7 +21,7 @@ namespace {
 
 template <bool kVnniT>
 struct V512 {
-  static constexpr int kRows = 16, kTile = 8;
+  static constexpr int kRows = 16, kTile = 8, kStreamTile = 4;
   static constexpr bool kVnni = kVnniT;
   using I = __m512i;
   using F = __m512;

@@ -5,6 +5,7 @@
 //
 // V provides (all static, always-inline):
 //   kRows (rows per group = int32 lanes), kTile (most tokens per register tile), kVnni;
+//   kStreamTile (most tokens for which tiles take K::kStreams groups at once);
 //   I / F (integer / float vectors); load, zero, and_, or_, set1_8, set1_32, shl16/shr16/shr32/
 //   shl32 (count in bits, need not be a constant); dp_u8(acc, w, y4): acc + sum of four products
 //   of unsigned weight codes (<= 63, or any u8 when kVnni) with the four signed activation codes at
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -69,38 +71,84 @@ inline void prefetch_ahead(const uint8_t* p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + kPrefetchAhead + o, 0, 3);
 }
 
-// Runs K::tile<NT> over every group and token tile. Tokens are taken in chunks whose activations
+// One register tile: G groups (gstride bytes apart, the first at w) x NT tokens from t0. Row r of
+// group g goes to out[(t0 + t) * ldo + g * rows + r] for r < nr[g].
+struct Tile {
+  const GemmArgs* a;
+  const uint8_t* w;
+  size_t gstride;
+  int64_t t0;
+  float* out;
+  int nr[4];
+};
+
+// Groups per tile when few tokens are computed (decoding), K::kStreams: G groups are G
+// independent weight streams, and the hardware prefetchers run each stream ahead on its own, so G
+// streams keep G times the reads in flight. One stream per core could not reach the memory
+// bandwidth with the unpacking work in between (single thread, bench_kernels gemv_stream: Q4_0
+// 13.6 GB/s with one stream, 17.0 with two; Q6_K 11.6 with one, 14.6 with four; the probe reads
+// 16.7). The types with more unpacking work per byte want more streams.
+
+// Runs K::tile<NT, G> over every group and token tile. Tokens are taken in chunks whose activations
 // fit in about 1 MiB (the per-core L2), so a group's weights are reused from L1/L2 across a chunk
 // while the chunk's activations stay in L2.
-template <class V, class K>
-void drive(const GemmArgs& a) {
+template <class V, class K, int G>
+void drive_tokens(const GemmArgs& a, int64_t g, int64_t c0, int64_t c1) {
   constexpr int R = V::kRows, NT = V::kTile;
-  const int64_t chunk = std::max<int64_t>(
-      NT, static_cast<int64_t>((size_t{1} << 20) / std::max<size_t>(a.act_stride, 1)));
   const size_t gb = K::group_bytes(a.n_in);
-  for (int64_t c0 = 0; c0 < a.T; c0 += chunk) {
-    const int64_t c1 = std::min(a.T, c0 + chunk);
-    for (int64_t g = 0; g < a.n_groups; ++g) {
-      const int nr = static_cast<int>(std::min<int64_t>(R, a.n_rows - g * R));
-      const uint8_t* w = a.w + static_cast<size_t>(g) * gb;
-      float* out = a.out + g * R;
-      int64_t t = c0;
-      for (; t + NT <= c1; t += NT) K::template tile<NT>(a, w, t, out, nr);
-      const int64_t left = c1 - t;
-      if constexpr (NT > 4) {
-        if (left >= 4) {
-          if (left == 4) K::template tile<4>(a, w, t, out, nr);
-          if (left == 5) K::template tile<5>(a, w, t, out, nr);
-          if (left == 6) K::template tile<6>(a, w, t, out, nr);
-          if (left == 7) K::template tile<7>(a, w, t, out, nr);
-          continue;
-        }
-      }
-      if (left == 1) K::template tile<1>(a, w, t, out, nr);
-      if (left == 2) K::template tile<2>(a, w, t, out, nr);
-      if (left == 3) K::template tile<3>(a, w, t, out, nr);
+  Tile tl{&a, a.w + static_cast<size_t>(g) * gb, gb, c0, a.out + g * R, {}};
+  for (int i = 0; i < G; ++i)
+    tl.nr[i] = static_cast<int>(std::min<int64_t>(R, a.n_rows - (g + i) * R));
+  for (; tl.t0 + NT <= c1; tl.t0 += NT) K::template tile<NT, G>(tl);
+  switch (c1 - tl.t0) {
+    case 1:
+      return K::template tile<1, G>(tl);
+    case 2:
+      return K::template tile<2, G>(tl);
+    case 3:
+      return K::template tile<3, G>(tl);
+    default:
+      break;
+  }
+  if constexpr (NT > 4) {
+    switch (c1 - tl.t0) {
+      case 4:
+        return K::template tile<4, G>(tl);
+      case 5:
+        return K::template tile<5, G>(tl);
+      case 6:
+        return K::template tile<6, G>(tl);
+      case 7:
+        return K::template tile<7, G>(tl);
+      default:
+        break;
     }
   }
+}
+
+template <class V, class K>
+void drive(const GemmArgs& a) {
+  const int64_t chunk = std::max<int64_t>(
+      V::kTile, static_cast<int64_t>((size_t{1} << 20) / std::max<size_t>(a.act_stride, 1)));
+  for (int64_t c0 = 0; c0 < a.T; c0 += chunk) {
+    const int64_t c1 = std::min(a.T, c0 + chunk);
+    int64_t g = 0;
+    if (c1 - c0 <= V::kStreamTile)
+      for (; g + K::kStreams <= a.n_groups; g += K::kStreams)
+        drive_tokens<V, K, K::kStreams>(a, g, c0, c1);
+    for (; g < a.n_groups; ++g) drive_tokens<V, K, 1>(a, g, c0, c1);
+  }
+}
+
+// Stores the tile's accumulators acc[g][t].
+template <class V, int NT, int G>
+inline void store_tile(const Tile& tl, typename V::F (&acc)[G][NT]) {
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t)
+      V::store(tl.out + (tl.t0 + t) * tl.a->ldo + g * V::kRows, acc[g][t], tl.nr[g],
+               tl.a->accumulate);
 }
 
 // ---- Q4_0 and Q8_0 (activations: Q8_0 blocks; side data per block {float d, int32 corr}) ------
@@ -109,7 +157,7 @@ void drive(const GemmArgs& a) {
 // elements 4m + i, high nibbles elements 16 + 4m + i.
 template <class V>
 struct GQ4_0 {
-  static constexpr int R = V::kRows;
+  static constexpr int R = V::kRows, kStreams = 2;
   static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 4 * kVec;
   static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK) * kBlock; }
   static void pack(const uint8_t* src, int64_t n_in, int64_t n_valid, uint8_t* dst) {
@@ -125,38 +173,46 @@ struct GQ4_0 {
                            dst + 2 * R + kVec * m);
     }
   }
-  template <int NT>
-  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+  template <int NT, int G>
+  static void tile(const Tile& tl) {
     using I = typename V::I;
     using F = typename V::F;
+    const GemmArgs& a = *tl.a;
     const I m4 = V::set1_8(0x0F);
-    F acc[NT];
+    F acc[G][NT];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
+    const uint8_t* w = tl.w;
     for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
-      prefetch_ahead<NT>(w, kBlock);
-      const F dw = V::f16(w);
-      I q[8];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const uint8_t* wg = w + g * tl.gstride;
+        prefetch_ahead<NT>(wg, kBlock);
+        const F dw = V::f16(wg);
+        I q[8];
 #pragma GCC unroll 16
-      for (int m = 0; m < 4; ++m) {
-        const I v = V::load(w + 2 * R + kVec * m);
-        q[m] = V::and_(v, m4);
-        q[m + 4] = V::and_(V::shr16(v, 4), m4);
-      }
+        for (int m = 0; m < 4; ++m) {
+          const I v = V::load(wg + 2 * R + kVec * m);
+          q[m] = V::and_(v, m4);
+          q[m + 4] = V::and_(V::shr16(v, 4), m4);
+        }
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) {
-        const uint8_t* y = act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
-        const uint8_t* s = side + t * a.side_stride + b * 8;
-        I sum = V::set1_32(load_i32(s + 4));
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* y =
+              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+          const uint8_t* s = side + t * a.side_stride + b * 8;
+          I sum = V::set1_32(load_i32(s + 4));
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; ++j) sum = V::dp_u8(sum, q[j], y + 4 * j);
-        acc[t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[t]);
+          for (int j = 0; j < 8; ++j) sum = V::dp_u8(sum, q[j], y + 4 * j);
+          acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
+        }
       }
     }
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
+    store_tile<V>(tl, acc);
   }
 };
 
@@ -164,7 +220,7 @@ struct GQ4_0 {
 // codes are stored + 128 (xor 0x80) to be the unsigned operand; without, they stay signed (dp_s8).
 template <class V>
 struct GQ8_0 {
-  static constexpr int R = V::kRows;
+  static constexpr int R = V::kRows, kStreams = 2;
   static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 8 * kVec;
   static constexpr int kOffset = V::kVnni ? 128 : 0;
   static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK) * kBlock; }
@@ -184,34 +240,42 @@ struct GQ8_0 {
       }
     }
   }
-  template <int NT>
-  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+  template <int NT, int G>
+  static void tile(const Tile& tl) {
     using I = typename V::I;
     using F = typename V::F;
-    F acc[NT];
+    const GemmArgs& a = *tl.a;
+    F acc[G][NT];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
+    const uint8_t* w = tl.w;
     for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
-      prefetch_ahead<NT>(w, kBlock);
-      const F dw = V::f16(w);
-      I q[8];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const uint8_t* wg = w + g * tl.gstride;
+        prefetch_ahead<NT>(wg, kBlock);
+        const F dw = V::f16(wg);
+        I q[8];
 #pragma GCC unroll 16
-      for (int j = 0; j < 8; ++j) q[j] = V::load(w + 2 * R + kVec * j);
+        for (int j = 0; j < 8; ++j) q[j] = V::load(wg + 2 * R + kVec * j);
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) {
-        const uint8_t* y = act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
-        const uint8_t* s = side + t * a.side_stride + b * 8;
-        I sum = V::set1_32(load_i32(s + 4));
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* y =
+              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+          const uint8_t* s = side + t * a.side_stride + b * 8;
+          I sum = V::set1_32(load_i32(s + 4));
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; ++j)
-          sum = kOffset ? V::dp_u8(sum, q[j], y + 4 * j) : V::dp_s8(sum, q[j], y + 4 * j);
-        acc[t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[t]);
+          for (int j = 0; j < 8; ++j)
+            sum = kOffset ? V::dp_u8(sum, q[j], y + 4 * j) : V::dp_s8(sum, q[j], y + 4 * j);
+          acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
+        }
       }
     }
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
+    store_tile<V>(tl, acc);
   }
 };
 
@@ -243,7 +307,7 @@ void q8_0_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
 template <class V, bool kFive>
 struct GQK4 {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
-  static constexpr int R = V::kRows;
+  static constexpr int R = V::kRows, kStreams = 4;
   static constexpr size_t kVec = 4 * R;
   static constexpr size_t kScales = 4 * R, kCodes = kScales + 3 * kVec, kHigh = kCodes + 32 * kVec;
   static constexpr size_t kBlock = kHigh + (kFive ? 8 * kVec : 0);
@@ -291,60 +355,73 @@ struct GQK4 {
       V::storef(mnf + R * (j + 4), V::mul(dmw, V::cvt(V::and_(V::shr32(m_hi, 8 * j), byte))));
     }
   }
-  template <int NT>
-  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+  template <int NT, int G>
+  static void tile(const Tile& tl) {
     using I = typename V::I;
     using F = typename V::F;
+    const GemmArgs& a = *tl.a;
     const I m4 = V::set1_8(0x0F), bit4 = V::set1_8(0x10);
-    F acc[NT];
+    F acc[G][NT];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
-    alignas(64) float scf[8 * R], mnf[8 * R];
+      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
+    alignas(64) float scf[G][8 * R], mnf[G][8 * R];
+    const uint8_t* w = tl.w;
     for (int64_t sb = 0; sb < a.n_in / kQK_K; ++sb, w += kBlock) {
-      prefetch_ahead<NT>(w, kBlock);
-      scales(w, scf, mnf);
-      F inner[NT];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        prefetch_ahead<NT>(w + g * tl.gstride, kBlock);
+        scales(w + g * tl.gstride, scf[g], mnf[g]);
+      }
+      F inner[G][NT];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) inner[t] = V::zerof();
+        for (int t = 0; t < NT; ++t) inner[g][t] = V::zerof();
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
-        const uint8_t* qv = w + kCodes + kVec * 8 * (j / 2);
-        I q[8];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; ++g) {
+          const uint8_t* wg = w + g * tl.gstride;
+          const uint8_t* qv = wg + kCodes + kVec * 8 * (j / 2);
+          I q[8];
 #pragma GCC unroll 16
-        for (int m = 0; m < 8; ++m) {
-          const I v = V::load(qv + kVec * m);
-          q[m] = (j & 1) ? V::and_(V::shr16(v, 4), m4) : V::and_(v, m4);
-          if constexpr (kFive) {
-            // Bit j of each qh byte to bit 4 (16-bit shifts: bits of the neighbouring byte land
-            // outside bit 4 and are masked off).
-            const I h = V::load(w + kHigh + kVec * m);
-            const I b4 = j <= 4 ? V::shl16(h, 4 - j) : V::shr16(h, j - 4);
-            q[m] = V::or_(q[m], V::and_(b4, bit4));
+          for (int m = 0; m < 8; ++m) {
+            const I v = V::load(qv + kVec * m);
+            q[m] = (j & 1) ? V::and_(V::shr16(v, 4), m4) : V::and_(v, m4);
+            if constexpr (kFive) {
+              // Bit j of each qh byte to bit 4 (16-bit shifts: bits of the neighbouring byte land
+              // outside bit 4 and are masked off).
+              const I h = V::load(wg + kHigh + kVec * m);
+              const I b4 = j <= 4 ? V::shl16(h, 4 - j) : V::shr16(h, j - 4);
+              q[m] = V::or_(q[m], V::and_(b4, bit4));
+            }
           }
-        }
-        const F sc = V::loadf(scf + R * j), mn = V::loadf(mnf + R * j);
+          const F sc = V::loadf(scf[g] + R * j), mn = V::loadf(mnf[g] + R * j);
 #pragma GCC unroll 16
-        for (int t = 0; t < NT; ++t) {
-          const uint8_t* y =
-              act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
-          const uint8_t* s = side + t * a.side_stride + sb * 36;
-          I sum = V::zero();
+          for (int t = 0; t < NT; ++t) {
+            const uint8_t* y =
+                act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
+            const uint8_t* s = side + t * a.side_stride + sb * 36;
+            I sum = V::zero();
 #pragma GCC unroll 16
-          for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y + 4 * m);
-          inner[t] = V::fmadd(sc, V::cvt(sum), inner[t]);
-          inner[t] = V::fnmadd(mn, V::set1f(load_f32(s + 4 + 4 * j)), inner[t]);
+            for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y + 4 * m);
+            inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+            inner[g][t] = V::fnmadd(mn, V::set1f(load_f32(s + 4 + 4 * j)), inner[g][t]);
+          }
         }
       }
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
-        const uint8_t* s = side + t * a.side_stride + sb * 36;
-        acc[t] = V::fmadd(inner[t], V::set1f(load_f32(s)), acc[t]);
+        const F d = V::set1f(load_f32(side + t * a.side_stride + sb * 36));
+#pragma GCC unroll 4
+        for (int g = 0; g < G; ++g) acc[g][t] = V::fmadd(inner[g][t], d, acc[g][t]);
       }
     }
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
+    store_tile<V>(tl, acc);
   }
 };
 
@@ -373,7 +450,7 @@ inline void q4_k_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
 // the high nibbles with bits 4 + 2(m / 8).
 template <class V>
 struct GQ6_K {
-  static constexpr int R = V::kRows;
+  static constexpr int R = V::kRows, kStreams = 4;
   static constexpr size_t kVec = 4 * R;
   static constexpr size_t kLow = 2 * R + 16 * R, kHigh = kLow + 32 * kVec,
                           kBlock = kHigh + 16 * kVec;
@@ -407,49 +484,62 @@ struct GQ6_K {
     const I hi = shift <= 4 ? V::shl16(hb, 4 - shift) : V::shr16(hb, shift - 4);
     return V::or_(lo, V::and_(hi, V::set1_8(0x30)));
   }
-  template <int NT>
-  static void tile(const GemmArgs& a, const uint8_t* w, int64_t t0, float* out, int nr) {
+  template <int NT, int G>
+  static void tile(const Tile& tl) {
     using I = typename V::I;
     using F = typename V::F;
-    F acc[NT];
+    const GemmArgs& a = *tl.a;
+    F acc[G][NT];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) acc[t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(t0) * a.side_stride;
+      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
+    const uint8_t* w = tl.w;
     for (int64_t sb = 0; sb < a.n_in / kQK_K; ++sb, w += kBlock) {
-      prefetch_ahead<NT>(w, kBlock);
-      const F dw = V::f16(w);
-      F inner[NT];
+      F dw[G], inner[G][NT];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        prefetch_ahead<NT>(w + g * tl.gstride, kBlock);
+        dw[g] = V::f16(w + g * tl.gstride);
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) inner[t] = V::zerof();
+        for (int t = 0; t < NT; ++t) inner[g][t] = V::zerof();
+      }
+#pragma GCC unroll 2
       for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 2
         for (int nh = 0; nh < 2; ++nh)
 #pragma GCC unroll 4
           for (int qq = 0; qq < 4; ++qq) {
             const int j = 8 * h + 4 * nh + qq;  // sub-block of elements 16j .. 16j + 15
-            I q[4];
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) q[i] = codes(w, h, nh, 4 * qq + i);
-            const F sc = V::mul(dw, V::cvt(V::s8to32(w + 2 * R + R * j)));
+            for (int g = 0; g < G; ++g) {
+              const uint8_t* wg = w + g * tl.gstride;
+              I q[4];
+#pragma GCC unroll 4
+              for (int i = 0; i < 4; ++i) q[i] = codes(wg, h, nh, 4 * qq + i);
+              const F sc = V::mul(dw[g], V::cvt(V::s8to32(wg + 2 * R + R * j)));
 #pragma GCC unroll 16
-            for (int t = 0; t < NT; ++t) {
-              const uint8_t* y = act + t * a.act_stride + sb * sizeof(BlockQ8_K) +
-                                 offsetof(BlockQ8_K, qs) + 16 * j;
-              const uint8_t* s = side + t * a.side_stride + sb * 68;
-              I sum = V::set1_32(load_i32(s + 4 + 4 * j));
+              for (int t = 0; t < NT; ++t) {
+                const uint8_t* y = act + t * a.act_stride + sb * sizeof(BlockQ8_K) +
+                                   offsetof(BlockQ8_K, qs) + 16 * j;
+                const uint8_t* s = side + t * a.side_stride + sb * 68;
+                I sum = V::set1_32(load_i32(s + 4 + 4 * j));
 #pragma GCC unroll 4
-              for (int i = 0; i < 4; ++i) sum = V::dp_u8(sum, q[i], y + 4 * i);
-              inner[t] = V::fmadd(sc, V::cvt(sum), inner[t]);
+                for (int i = 0; i < 4; ++i) sum = V::dp_u8(sum, q[i], y + 4 * i);
+                inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+              }
             }
           }
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
-        const uint8_t* s = side + t * a.side_stride + sb * 68;
-        acc[t] = V::fmadd(inner[t], V::set1f(load_f32(s)), acc[t]);
+        const F d = V::set1f(load_f32(side + t * a.side_stride + sb * 68));
+#pragma GCC unroll 4
+        for (int g = 0; g < G; ++g) acc[g][t] = V::fmadd(inner[g][t], d, acc[g][t]);
       }
     }
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) V::store(out + (t0 + t) * a.ldo, acc[t], nr, a.accumulate);
+    store_tile<V>(tl, acc);
   }
 };
 

@@ -39,22 +39,22 @@ void rope_scalar(float* x, int n_heads, int head_dim, int n_dims, bool adjacent,
   }
 }
 
-// Eight independent accumulators: no dependency chain longer than one add per 8 words.
-uint64_t sum_words_scalar(const uint64_t* p, int64_t n) {
-  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    a0 += p[i];
-    a1 += p[i + 1];
-    a2 += p[i + 2];
-    a3 += p[i + 3];
-    a4 += p[i + 4];
-    a5 += p[i + 5];
-    a6 += p[i + 6];
-    a7 += p[i + 7];
-  }
-  for (; i < n; ++i) a0 += p[i];
-  return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+// Four independent accumulators per 256-byte step, streams interleaved.
+uint64_t sum_words_scalar(const uint64_t* p, int64_t n, int streams) {
+  const int64_t per = streams > 0 ? n / streams / 32 * 32 : 0;
+  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int64_t i = 0; i < per; i += 32)
+    for (int s = 0; s < streams; ++s) {
+      const uint64_t* q = p + s * per + i;
+      for (int k = 0; k < 32; k += 4) {
+        a0 += q[k];
+        a1 += q[k + 1];
+        a2 += q[k + 2];
+        a3 += q[k + 3];
+      }
+    }
+  for (int64_t i = per * streams; i < n; ++i) a0 += p[i];
+  return a0 + a1 + a2 + a3;
 }
 
 // Scalar peaks: 12 independent integer / float multiply-add chains.

@@ -24,8 +24,11 @@ struct VecOps {
   void (*rope)(float* x, int n_heads, int head_dim, int n_dims, bool adjacent, const float* cos,
                const float* sin);
   // Sum (mod 2^64) of n words: the bandwidth probe's read loop, as wide as the ISA's loads so that
-  // the probe measures the memory system, not the loop.
-  uint64_t (*sum_words)(const uint64_t* p, int64_t n);
+  // the probe measures the memory system, not the loop. The range is read as `streams` equal
+  // parts advanced 256 bytes at a time in turn: several concurrent sequential streams keep more
+  // reads in flight than one (the hardware prefetchers run ahead on each), which is what the
+  // decode kernels do too; the remainder is read at the end.
+  uint64_t (*sum_words)(const uint64_t* p, int64_t n, int streams);
   // Compute-peak probes: `iters` rounds of 12 independent chains of the ISA's widest int8
   // multiply-accumulate (vpdpbusd / vpmaddubsw) or f32 FMA; return the multiply-accumulates done
   // (a checksum goes to *sink so the work cannot be dropped). Timed by the caller.

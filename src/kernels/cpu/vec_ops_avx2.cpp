@@ -88,21 +88,26 @@ void rope_avx2(float* x, int n_heads, int head_dim, int n_dims, bool adjacent, c
   }
 }
 
-// Four 256-bit accumulators (128 bytes per iteration).
-uint64_t sum_words_avx2(const uint64_t* p, int64_t n) {
+// Four 256-bit accumulators (256 bytes per stream and step).
+uint64_t sum_words_avx2(const uint64_t* p, int64_t n, int streams) {
+  const int64_t per = streams > 0 ? n / streams / 32 * 32 : 0;
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
-    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
-    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 8)));
-    a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 12)));
-  }
+  auto ld = [](const uint64_t* q) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  };
+  for (int64_t i = 0; i < per; i += 32)
+    for (int s = 0; s < streams; ++s) {
+      const uint64_t* q = p + s * per + i;
+      a0 = _mm256_add_epi64(a0, _mm256_add_epi64(ld(q), ld(q + 16)));
+      a1 = _mm256_add_epi64(a1, _mm256_add_epi64(ld(q + 4), ld(q + 20)));
+      a2 = _mm256_add_epi64(a2, _mm256_add_epi64(ld(q + 8), ld(q + 24)));
+      a3 = _mm256_add_epi64(a3, _mm256_add_epi64(ld(q + 12), ld(q + 28)));
+    }
   const __m256i a = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
   alignas(32) uint64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), a);
   uint64_t s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-  for (; i < n; ++i) s += p[i];
+  for (int64_t i = per * streams; i < n; ++i) s += p[i];
   return s;
 }
 

@@ -97,19 +97,21 @@ void rope_avx512(float* x, int n_heads, int head_dim, int n_dims, bool adjacent,
   }
 }
 
-// Four 512-bit accumulators (256 bytes per iteration).
-uint64_t sum_words_avx512(const uint64_t* p, int64_t n) {
+// Four 512-bit accumulators (256 bytes per stream and step).
+uint64_t sum_words_avx512(const uint64_t* p, int64_t n, int streams) {
+  const int64_t per = streams > 0 ? n / streams / 32 * 32 : 0;
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_add_epi64(a0, _mm512_loadu_si512(p + i));
-    a1 = _mm512_add_epi64(a1, _mm512_loadu_si512(p + i + 8));
-    a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(p + i + 16));
-    a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(p + i + 24));
-  }
+  for (int64_t i = 0; i < per; i += 32)
+    for (int s = 0; s < streams; ++s) {
+      const uint64_t* q = p + s * per + i;
+      a0 = _mm512_add_epi64(a0, _mm512_loadu_si512(q));
+      a1 = _mm512_add_epi64(a1, _mm512_loadu_si512(q + 8));
+      a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(q + 16));
+      a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(q + 24));
+    }
   uint64_t s = static_cast<uint64_t>(_mm512_reduce_add_epi64(
       _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
-  for (; i < n; ++i) s += p[i];
+  for (int64_t i = per * streams; i < n; ++i) s += p[i];
   return s;
 }
 
