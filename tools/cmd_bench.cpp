@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "engine/bench.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa.h"
@@ -23,7 +24,7 @@ struct BenchArgs {
   int bw_streams = 8;
   int reps = 5, warmup = 1;
   std::vector<int> threads;
-  bool json = false, bandwidth = false;
+  bool json = false, bandwidth = false, profile = false;
 };
 
 using nlohmann::ordered_json;
@@ -95,6 +96,34 @@ void run_bandwidth(const BenchArgs& a) {
   }
 }
 
+// The profile counters of one test (profile::Scope timers in the forward pass) as time per token
+// and share per category; appends a Markdown table to `table` and returns the JSON form.
+ordered_json profile_snapshot(const engine::BenchConfig& cfg, const engine::BenchResult& r,
+                              int threads, std::string& table) {
+  ordered_json j = ordered_json::object();
+  if (!profile::enabled()) return j;
+  const double tokens = static_cast<double>((cfg.warmup + cfg.reps) * r.n_tokens);
+  const double wall = r.stats.median > 0 ? 1e3 / r.stats.median : 0;  // ms per token
+  double total = 0;
+  for (int i = 0; i < static_cast<int>(profile::Op::kCount); ++i)
+    total += static_cast<double>(profile::counters().ns[static_cast<size_t>(i)].load());
+  table += "\nprofile, " + std::to_string(threads) + " threads, " + r.test + " (" +
+           fmt("%.3f", wall) +
+           " ms per token):\n\n| op | ms per token | share |\n| -- | --: | --: |\n";
+  for (int i = 0; i < static_cast<int>(profile::Op::kCount); ++i) {
+    const profile::Op op = static_cast<profile::Op>(i);
+    const double ns = static_cast<double>(profile::counters().ns[static_cast<size_t>(i)].load());
+    const double ms = ns / tokens / 1e6;
+    j[profile::op_name(op)] = {{"ms_per_token", ms}, {"share", total > 0 ? ns / total : 0}};
+    table += "| " + std::string(profile::op_name(op)) + " | " + fmt("%.3f", ms) + " | " +
+             fmt("%.1f%%", total > 0 ? 100.0 * ns / total : 0) + " |\n";
+  }
+  const double timed = total / tokens / 1e6;
+  table +=
+      "| (outside the timed ops: sampling, bench loop) | " + fmt("%.3f", wall - timed) + " | |\n";
+  return j;
+}
+
 // Weight-matrix storage types, largest share first ("q4_0, q6_K").
 std::string weight_types(const model::Model& m) {
   std::map<std::string, uint64_t> bytes;
@@ -141,6 +170,8 @@ void run_model(const BenchArgs& a) {
                       "| threads | test | t/s | median t/s | bound | of bound |\n"
                       "| ------: | ---- | --: | ---------: | ----- | -------: |\n";
   ordered_json rows = ordered_json::array();
+  std::string table_prof;
+  profile::set_enabled(a.profile);
   for (int t : a.threads) {
     ThreadPool pool(t);
     auto progress = [t](const std::string& test, int i, bool warm, double tps) {
@@ -151,8 +182,12 @@ void run_model(const BenchArgs& a) {
         std::fprintf(stderr, "bench: %d threads, %s rep %d: %.2f t/s\n", t, test.c_str(), i + 1,
                      tps);
     };
+    profile::reset();
     const engine::BenchResult pp = engine::bench_prompt(m, cfg, pool, progress);
+    const ordered_json pp_prof = profile_snapshot(cfg, pp, t, table_prof);
+    profile::reset();
     const engine::BenchResult tg = engine::bench_generate(m, cfg, pool, progress);
+    const ordered_json tg_prof = profile_snapshot(cfg, tg, t, table_prof);
     const engine::BandwidthResult bw = probe(a, pool);
     const engine::ComputePeak peak = engine::probe_compute(pool);
     std::fprintf(stderr, "bench: %d threads, int8 peak %.0f GMAC/s, f32 peak %.0f GFLOP/s\n", t,
@@ -176,6 +211,7 @@ void run_model(const BenchArgs& a) {
                        {"n_tokens", r->n_tokens},
                        {"tokens_per_s", stats_json(r->stats, r->tps)},
                        {"seconds", r->secs}};
+      if (a.profile) row["profile"] = is_tg ? tg_prof : pp_prof;
       if (is_tg) {
         row["bytes_per_token"] = bpt;
         row["bandwidth_gbps"] = stats_json(bw.stats, bw.gbps);
@@ -211,6 +247,7 @@ void run_model(const BenchArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::fputs(table.c_str(), stdout);
+    if (a.profile) std::fputs(table_prof.c_str(), stdout);
   }
 }
 
@@ -261,6 +298,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   c->add_flag("--bandwidth", a->bandwidth, "Only probe main-memory read bandwidth")->excludes(m);
   c->add_flag("--json", a->json, "Print one JSON document instead of a Markdown table");
+  c->add_flag("--profile", a->profile,
+              "Time each part of the forward pass and print where a token's time goes");
   c->callback([a] { bench(*a); });
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/vec_ops.h"
 
@@ -177,16 +178,43 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
 }
 
 void Model::pack_weights() {
+  // One buffer holding every packed matrix in the order a forward pass reads them (per layer
+  // Q, K, V, O, gate/up, down; then the output matrix): each op's weights start where the previous
+  // op's ended, so decoding is one long sequential read. The row-major views stay valid (they
+  // point into the file) for the row path and for get_row.
+  size_t total = 0;
+  auto add = [&](size_t n) { total += n; };
+  for (LayerWeights& w : layers_) {
+    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo}) add(ops::packed_size(*v));
+    const size_t gu = ops::gate_up_packed_size(w.gate, w.up);
+    add(gu ? gu : ops::packed_size(w.gate) + ops::packed_size(w.up));
+    add(ops::packed_size(w.down));
+  }
+  add(ops::packed_size(output_));
+  if (total == 0) return;
+  packed_ = HugeBuffer(total);
   // Repacking reads every matrix once; spread it over the machine's cores.
   const unsigned hc = std::thread::hardware_concurrency();
   ThreadPool pool(static_cast<int>(std::clamp(hc, 1u, 64u)));
-  auto pack = [&](ops::WeightView& w) {
-    HugeBuffer b = ops::pack_weight(w, pool);
-    if (b.size() > 0) packed_.push_back(std::move(b));
+  uint8_t* dst = packed_.data();
+  auto pack = [&](ops::WeightView& v) {
+    const size_t n = ops::packed_size(v);
+    if (n == 0) return;
+    ops::pack_weight_into(v, dst, pool);
+    dst += n;
   };
+  for (LayerWeights& w : layers_) {
+    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo}) pack(*v);
+    if (const size_t gu = ops::gate_up_packed_size(w.gate, w.up)) {
+      w.gate_up = ops::pack_gate_up_into(w.gate, w.up, dst, pool);
+      dst += gu;
+    } else {
+      pack(w.gate);
+      pack(w.up);
+    }
+    pack(w.down);
+  }
   pack(output_);
-  for (LayerWeights& w : layers_)
-    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) pack(*v);
 }
 
 uint64_t Model::bytes_per_token() const {
@@ -228,7 +256,10 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   const ops::LinearTarget qkv[3] = {{&w.wq, w.bq.empty() ? nullptr : w.bq.data(), q},
                                     {&w.wk, w.bk.empty() ? nullptr : w.bk.data(), k},
                                     {&w.wv, w.bv.empty() ? nullptr : w.bv.data(), v}};
-  ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
+  {
+    profile::Scope ps(profile::Op::Qkv);
+    ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
+  }
 
   // RoPE per token with the angles computed once per forward pass (st.cos / st.sin), then append
   // K/V at their positions. Tokens are independent: split them over the pool for prompts.
@@ -243,18 +274,21 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
     for (int64_t t = b; t < e; ++t) {
       const float* cs = st.cos.data() + t * half;
       const float* sn = st.sin.data() + t * half;
-      vo.rope(q + t * hp.q_dim(), static_cast<int>(hp.n_head), rope.head_dim, rope.n_dims,
-              adjacent, cs, sn);
-      vo.rope(k + t * kv_dim, static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims,
-              adjacent, cs, sn);
+      vo.rope(q + t * hp.q_dim(), static_cast<int>(hp.n_head), rope.head_dim, rope.n_dims, adjacent,
+              cs, sn);
+      vo.rope(k + t * kv_dim, static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims, adjacent,
+              cs, sn);
       std::copy(k + t * kv_dim, k + (t + 1) * kv_dim, kcache + (c.pos0 + t) * kv_dim);
       std::copy(v + t * kv_dim, v + (t + 1) * kv_dim, vcache + (c.pos0 + t) * kv_dim);
     }
   };
-  if (T == 1)
-    rope_tokens(0, 1, 0);
-  else
-    c.pool.parallel_for(T, rope_tokens);
+  {
+    profile::Scope ps(profile::Op::Rope);
+    if (T == 1)
+      rope_tokens(0, 1, 0);
+    else
+      c.pool.parallel_for(T, rope_tokens);
+  }
 
   ops::AttentionShape s;
   s.n_head = static_cast<int>(hp.n_head);
@@ -265,8 +299,11 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   // The contiguous f32 cache is one block of n_ctx tokens.
   const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), hp.kv_dim());
   const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), hp.kv_dim());
-  ops::attention(q, T, c.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
-
+  {
+    profile::Scope ps(profile::Op::Attention);
+    ops::attention(q, T, c.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
+  }
+  profile::Scope ps(profile::Op::AttnOut);
   ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
 }
 
@@ -277,8 +314,12 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
   float* x = st.x.data();
   float* g = sized(st.gate, T * hp.n_ff);
   // RMSNorm, gate and up projections and silu(gate) * up in one pass; then the down projection.
-  ops::swiglu_hidden(x, T, ops::RmsNorm{w.ffn_norm.data(), hp.rms_eps}, w.gate, w.up, g, st.lin,
-                     c.pool);
+  {
+    profile::Scope ps(profile::Op::FfnUp);
+    ops::swiglu_hidden(x, T, ops::RmsNorm{w.ffn_norm.data(), hp.rms_eps}, w.gate, w.up, w.gate_up,
+                       g, st.lin, c.pool);
+  }
+  profile::Scope ps(profile::Op::FfnDown);
   ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
 }
 
@@ -297,10 +338,13 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
     for (int64_t t = b; t < e; ++t)
       ops::get_row(tok_embd_, tokens[static_cast<size_t>(t)], x + t * hp_.n_embd);
   };
-  if (T == 1)
-    embed(0, 1, 0);
-  else
-    pool.parallel_for(T, embed);
+  {
+    profile::Scope ps(profile::Op::Embed);
+    if (T == 1)
+      embed(0, 1, 0);
+    else
+      pool.parallel_for(T, embed);
+  }
 
   // RoPE angles of the T positions, shared by every layer.
   const int64_t half = rope_.n_dims / 2;
@@ -314,6 +358,7 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
   // Only the rows whose logits are wanted go through the final norm and the (large) output matmul.
   const int64_t first = all_logits ? 0 : T - 1;
   const int64_t n_out = T - first;
+  profile::Scope ps(profile::Op::Output);
   logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
   const ops::LinearTarget out{&output_, nullptr, logits.data()};
   ops::linear_multi(x + first * hp_.n_embd, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps},

@@ -26,6 +26,7 @@ struct LayerWeights {
   ops::WeightView wq, wk, wv, wo;          // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
   std::vector<float> bq, bk, bv;           // empty when the architecture has no QKV bias
   ops::WeightView gate, up, down;          // (n_ff, n_embd) x2, (n_embd, n_ff)
+  ops::WeightView gate_up;  // gate and up packed as one matrix (ops::pack_gate_up_into), or unset
 };
 
 // Per-sequence state: the KV cache (f32, (n_ctx, kv_dim) per layer) and reusable activation
@@ -75,7 +76,8 @@ class Model {
  private:
   Model() = default;
   static std::unique_ptr<Model> load_checked(io::ModelFile file);
-  // Repacks every matrix the active ISA has a packed GEMM kernel for (kernels/cpu/gemm.h).
+  // Repacks every matrix the active ISA has a packed GEMM kernel for (kernels/cpu/gemm.h) into one
+  // buffer, in the order a forward pass reads them.
   void pack_weights();
   io::ModelFile file_;
   HParams hp_;
@@ -85,7 +87,7 @@ class Model {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   uint64_t n_params_ = 0, weight_bytes_ = 0;
-  std::vector<HugeBuffer> packed_;  // repacked copies of the matrices (views point into these)
+  HugeBuffer packed_;  // repacked copies of the matrices in forward order (views point into it)
 };
 
 // What an architecture's block function sees: the residual stream x (T, n_embd) to update in

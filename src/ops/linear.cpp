@@ -13,7 +13,6 @@ namespace brisk::ops {
 namespace {
 
 constexpr int64_t kRowTile = 16;  // rows per tile in the vec_dot path
-constexpr int64_t kFfnStep = 4;   // row groups per step of the fused SwiGLU
 
 // The rms_norm scale of one row, computed as ggml does (mean square accumulated in double).
 float rms_scale(const kernels::VecOps& vo, const float* x, int64_t n, float eps) {
@@ -153,25 +152,66 @@ void add_bias_rows(float* out, int64_t T, int64_t ldo, const float* bias, int64_
 
 }  // namespace
 
-HugeBuffer pack_weight(WeightView& w, ThreadPool& pool) {
+size_t packed_size(const WeightView& w) {
   const kernels::PackedGemm* pg = kernels::packed_gemm(w.type);
-  if (!pg) return HugeBuffer();
-  const int64_t groups = (w.n_out + pg->rows - 1) / pg->rows;
-  const size_t gb = pg->group_bytes(w.n_in);
-  HugeBuffer buf(gb * static_cast<size_t>(groups));
+  if (!pg) return 0;
+  const size_t groups = static_cast<size_t>((w.n_out + pg->rows - 1) / pg->rows);
+  return (pg->group_bytes(w.n_in) * groups + 63) / 64 * 64;
+}
+
+namespace {
+// Packs groups [0, groups) of w, group g going to dst + g * stride.
+void pack_groups(const WeightView& w, const kernels::PackedGemm& pg, uint8_t* dst, size_t stride,
+                 ThreadPool& pool) {
+  const int64_t groups = (w.n_out + pg.rows - 1) / pg.rows;
   const size_t rb = row_bytes(w.type, w.n_in);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
-  uint8_t* dst = buf.data();
   pool.parallel_for(groups, [&](int64_t b, int64_t e, int) {
     for (int64_t g = b; g < e; ++g) {
-      const int64_t r0 = g * pg->rows;
-      pg->pack(src + static_cast<size_t>(r0) * rb, w.n_in,
-               std::min<int64_t>(pg->rows, w.n_out - r0), dst + static_cast<size_t>(g) * gb);
+      const int64_t r0 = g * pg.rows;
+      pg.pack(src + static_cast<size_t>(r0) * rb, w.n_in, std::min<int64_t>(pg.rows, w.n_out - r0),
+              dst + static_cast<size_t>(g) * stride);
     }
   });
+}
+}  // namespace
+
+void pack_weight_into(WeightView& w, uint8_t* dst, ThreadPool& pool) {
+  const kernels::PackedGemm* pg = kernels::packed_gemm(w.type);
+  check(pg != nullptr, "pack: no packed kernel for ", w.name, " (", dtype_name(w.type), ")");
+  pack_groups(w, *pg, dst, pg->group_bytes(w.n_in), pool);
   w.packed = pg;
-  w.packed_data = buf.data();
+  w.packed_data = dst;
+}
+
+HugeBuffer pack_weight(WeightView& w, ThreadPool& pool) {
+  const size_t n = packed_size(w);
+  if (n == 0) return HugeBuffer();
+  HugeBuffer buf(n);
+  pack_weight_into(w, buf.data(), pool);
   return buf;
+}
+
+size_t gate_up_packed_size(const WeightView& gate, const WeightView& up) {
+  if (gate.type != up.type || gate.n_in != up.n_in || gate.n_out != up.n_out) return 0;
+  return packed_size(gate) + packed_size(up);
+}
+
+WeightView pack_gate_up_into(const WeightView& gate, const WeightView& up, uint8_t* dst,
+                             ThreadPool& pool) {
+  check(gate_up_packed_size(gate, up) > 0, "pack: ", gate.name, " and ", up.name,
+        " cannot be packed together");
+  const kernels::PackedGemm* pg = kernels::packed_gemm(gate.type);
+  const size_t gb = pg->group_bytes(gate.n_in);
+  pack_groups(gate, *pg, dst, 2 * gb, pool);
+  pack_groups(up, *pg, dst + gb, 2 * gb, pool);
+  WeightView v = gate;
+  v.name = "ffn_gate_up";
+  v.n_out = 2 * ((gate.n_out + pg->rows - 1) / pg->rows) * pg->rows;
+  v.data = nullptr;  // no row-major form: only the packed path reads it
+  v.packed = pg;
+  v.packed_data = dst;
+  return v;
 }
 
 void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
@@ -259,12 +299,13 @@ void linear_add(const float* x, int64_t T, const WeightView& w, float* out, Line
 }
 
 void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
-                   const WeightView& up, float* out, LinearScratch& scratch, ThreadPool& pool) {
+                   const WeightView& up, const WeightView& gate_up, float* out,
+                   LinearScratch& scratch, ThreadPool& pool) {
   check(gate.n_out == up.n_out && gate.n_in == up.n_in, "swiglu: ", gate.name, " and ", up.name,
         " differ in shape");
   const int64_t n_ff = gate.n_out;
   const kernels::VecOps& vo = kernels::vec_ops();
-  if (!gate.packed || gate.packed != up.packed) {
+  if (!gate_up.packed) {
     // Unfused: gate into out, up into scratch.tile, then out = silu(out) * tile.
     scratch.tile.resize(static_cast<size_t>(T * n_ff));
     const LinearTarget tg[2] = {{&gate, nullptr, out}, {&up, nullptr, scratch.tile.data()}};
@@ -272,25 +313,34 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
     vo.silu_mul(out, scratch.tile.data(), out, T * n_ff);
     return;
   }
-  const kernels::PackedGemm* pg = gate.packed;
+  const kernels::PackedGemm* pg = gate_up.packed;
   size_t side_off[1], side_stride[1];
-  const PackedAct pa = prepare_packed(x, T, gate.n_in, norm, pg->act_type, std::span(&pg, 1),
+  const PackedAct pa = prepare_packed(x, T, gate_up.n_in, norm, pg->act_type, std::span(&pg, 1),
                                       side_off, side_stride, scratch, pool);
-  const int64_t rows = pg->rows, step_rows = kFfnStep * rows;
-  const size_t per_thread = static_cast<size_t>(2 * T * step_rows);
+  const int64_t rows = pg->rows, pairs = gate_up.n_out / (2 * rows);
+  // Group pairs per step: long runs while few tokens share the weights (decoding streams them),
+  // short ones for prompts so that the (T, 2 * step * rows) tile stays in L2.
+  const int64_t step = std::clamp<int64_t>(4096 / (T * rows), 2, 32);
+  const size_t per_thread = static_cast<size_t>(T * 2 * step * rows);
   scratch.tile.resize(per_thread * static_cast<size_t>(pool.size()));
   const uint8_t* side = scratch.side.data();
-  pool.parallel_for(n_groups(gate), [&](int64_t b, int64_t e, int tid) {
-    float* tgate = scratch.tile.data() + per_thread * static_cast<size_t>(tid);
-    float* tup = tgate + T * step_rows;
-    for (int64_t g0 = b; g0 < e; g0 += kFfnStep) {
-      const int64_t ng = std::min(kFfnStep, e - g0);
-      const int64_t ldo = ng * rows;
-      const kernels::GemmArgs ag = gemm_args(gate, pa, side, side_stride[0], T, g0, ng, tgate, ldo);
-      pg->gemm(ag);
-      pg->gemm(gemm_args(up, pa, side, side_stride[0], T, g0, ng, tup, ldo));
+  pool.parallel_for(pairs, [&](int64_t b, int64_t e, int tid) {
+    float* tile = scratch.tile.data() + per_thread * static_cast<size_t>(tid);
+    for (int64_t p0 = b; p0 < e; p0 += step) {
+      const int64_t np = std::min(step, e - p0), ldo = 2 * np * rows;
+      // Row groups 2p (gate) and 2p + 1 (up) of the fused matrix: tile row block 2i is gate
+      // group p0 + i, block 2i + 1 its up group.
+      kernels::GemmArgs a =
+          gemm_args(gate_up, pa, side, side_stride[0], T, 2 * p0, 2 * np, tile, ldo);
+      a.n_rows = ldo;
+      pg->gemm(a);
       for (int64_t t = 0; t < T; ++t)
-        vo.silu_mul(tgate + t * ldo, tup + t * ldo, out + t * n_ff + g0 * rows, ag.n_rows);
+        for (int64_t i = 0; i < np; ++i) {
+          const int64_t r0 = (p0 + i) * rows;
+          const int64_t n = std::min(rows, n_ff - r0);
+          const float* gt = tile + t * ldo + 2 * i * rows;
+          vo.silu_mul(gt, gt + rows, out + t * n_ff + r0, n);
+        }
     }
   });
 }

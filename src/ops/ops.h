@@ -26,10 +26,23 @@ struct WeightView {
   const uint8_t* packed_data = nullptr;
 };
 
-// Repacks w for the active ISA's GEMM if it has a kernel for w.type (else returns an empty
-// buffer and leaves w alone); on success w.packed / w.packed_data point into the returned buffer,
-// which must outlive every use of w.
+// Bytes of w in the active ISA's packed GEMM layout (a multiple of 64), or 0 when the active ISA
+// has no packed kernel for w.type.
+size_t packed_size(const WeightView& w);
+// Packs w to dst (packed_size(w) bytes) and points w.packed / w.packed_data at it; dst must
+// outlive every use of w.
+void pack_weight_into(WeightView& w, uint8_t* dst, ThreadPool& pool);
+// Convenience: packed_size + a buffer of its own + pack_weight_into (an empty buffer and w left
+// alone when there is no packed kernel).
 HugeBuffer pack_weight(WeightView& w, ThreadPool& pool);
+
+// The gate and up matrices of a SwiGLU FFN packed as one matrix whose row groups alternate
+// (gate group 0, up group 0, gate group 1, ...), so that one pass streams both and each tile of
+// gate rows has its up rows next to it. Returns a view with n_out = 2 * groups * rows (the rows
+// of group pairs) that swiglu_hidden recognises; size: packed_size(gate) + packed_size(up).
+size_t gate_up_packed_size(const WeightView& gate, const WeightView& up);
+WeightView pack_gate_up_into(const WeightView& gate, const WeightView& up, uint8_t* dst,
+                             ThreadPool& pool);
 
 // Scratch for the linear ops, reused across calls so the decode loop does not allocate once the
 // buffers have reached their high-water mark.
@@ -72,10 +85,11 @@ void linear_add(const float* x, int64_t T, const WeightView& w, float* out, Line
                 ThreadPool& pool);
 
 // SwiGLU hidden layer: out (T, n_ff) = silu(norm(x) Wg^T) * (norm(x) Wu^T), gate and up (n_ff,
-// n_in). With packed weights each thread computes gate and up for a few row groups into small
-// tiles and writes only the product.
+// n_in). With a fused gate_up view (pack_gate_up_into; gate_up.packed set) each thread computes
+// gate and up rows for a range of group pairs into small tiles and writes only the product.
 void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
-                   const WeightView& up, float* out, LinearScratch& scratch, ThreadPool& pool);
+                   const WeightView& up, const WeightView& gate_up, float* out,
+                   LinearScratch& scratch, ThreadPool& pool);
 
 // Row `row` of a (n_rows, n) weight in any storage type, dequantised to f32 (embedding lookup).
 void get_row(const WeightView& w, int64_t row, float* out);

@@ -190,7 +190,7 @@ double rel_rms(const std::vector<float>& a, const std::vector<float>& b) {
 TEST_P(LinearOps, FusedOpsMatchUnfusedReference) {
   const DType t = GetParam();
   const int64_t bs = dtype_layout(t).block_size;
-  const int64_t n_in = std::max<int64_t>(bs, 256) * 2, n_q = 80, n_kv = 24, n_ff = 112;
+  const int64_t n_in = std::max<int64_t>(bs, 256) * 2, n_q = 80, n_kv = 24, n_ff = 120;
   std::mt19937 rng(11);
   std::vector<std::vector<uint8_t>> store;
   std::vector<HugeBuffer> packs;
@@ -204,11 +204,18 @@ TEST_P(LinearOps, FusedOpsMatchUnfusedReference) {
   };
   const ops::WeightView wq = make(n_q, "q"), wk = make(n_kv, "k"), wv = make(n_kv, "v"),
                         wg = make(n_ff, "gate"), wu = make(n_ff, "up");
+  // The fused gate/up matrix where the active variant packs this type (else an unset view).
+  ops::WeightView gate_up;
+  HugeBuffer gu_buf;
+  if (const size_t n = ops::gate_up_packed_size(wg, wu)) {
+    gu_buf = HugeBuffer(n);
+    gate_up = ops::pack_gate_up_into(wg, wu, gu_buf.data(), pool);
+  }
   if (packed_gemm(t)) {
     ASSERT_NE(wq.packed, nullptr);
   }
   const std::vector<float> gain = gaussian(n_in, rng, 1.0f), bq = gaussian(n_q, rng, 0.1f);
-  for (int64_t T : {1, 5, 19}) {
+  for (int64_t T : {1, 5, 19, 300}) {
     const std::vector<float> x = gaussian(T * n_in, rng, 2.0f);
     const std::vector<float> h = ref_norm(x, T, n_in, gain, 1e-5f);
     std::vector<float> q(static_cast<size_t>(T * n_q)), k(static_cast<size_t>(T * n_kv)),
@@ -222,8 +229,8 @@ TEST_P(LinearOps, FusedOpsMatchUnfusedReference) {
     EXPECT_LT(rel_rms(k, ref_linear(h, T, wk, nullptr)), 1e-5) << dtype_name(t);
     EXPECT_LT(rel_rms(v, ref_linear(h, T, wv, nullptr)), 1e-5) << dtype_name(t);
 
-    ops::swiglu_hidden(x.data(), T, ops::RmsNorm{gain.data(), 1e-5f}, wg, wu, ffn.data(), scratch,
-                       pool);
+    ops::swiglu_hidden(x.data(), T, ops::RmsNorm{gain.data(), 1e-5f}, wg, wu, gate_up, ffn.data(),
+                       scratch, pool);
     std::vector<float> g = ref_linear(h, T, wg, nullptr), u = ref_linear(h, T, wu, nullptr);
     for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     EXPECT_LT(rel_rms(ffn, g), 1e-5) << dtype_name(t) << " T=" << T;
