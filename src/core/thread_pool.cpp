@@ -18,10 +18,6 @@ inline void cpu_relax() {
 // goes to sleep almost at once.
 constexpr int kSpinIterations = 1 << 13;
 
-// Chunks per thread: enough that a late or slow thread leaves its share to the others, few enough
-// that each chunk streams a long contiguous range.
-constexpr int64_t kChunksPerThread = 4;
-
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
@@ -38,17 +34,22 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
+// Guided self-scheduling: each claim takes half of an equal share of what is left (at least the
+// grain), so chunks start large (long sequential runs) and shrink towards the end, where they
+// even out the threads' finishing times.
 void ThreadPool::run_chunks(int tid) {
-  const int64_t n = job_n_, chunks = job_chunks_;
-  for (;;) {
-    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    if (c >= chunks) return;
-    const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
-    if (b < e) (*job_)(b, e, tid);
+  const int64_t n = job_n_, grain = job_grain_, div = 2 * static_cast<int64_t>(n_threads_);
+  int64_t b = next_chunk_.load(std::memory_order_relaxed);
+  while (b < n) {
+    const int64_t e = std::min(n, b + std::max(grain, (n - b) / div));
+    if (next_chunk_.compare_exchange_weak(b, e, std::memory_order_relaxed)) {
+      (*job_)(b, e, tid);
+      b = e;
+    }
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, ChunkFn fn) {
+void ThreadPool::parallel_for(int64_t n, ChunkFn fn, int64_t grain) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
     fn(0, n, 0);
@@ -56,7 +57,7 @@ void ThreadPool::parallel_for(int64_t n, ChunkFn fn) {
   }
   job_ = &fn;
   job_n_ = n;
-  job_chunks_ = std::min<int64_t>(n, kChunksPerThread * n_threads_);
+  job_grain_ = std::max<int64_t>(1, grain);
   next_chunk_.store(0, std::memory_order_relaxed);
   uint64_t gen;
   {

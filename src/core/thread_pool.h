@@ -1,6 +1,6 @@
-// A persistent pool of worker threads. parallel_for splits [0, n) into contiguous chunks (a few
-// per thread) that the calling thread and the workers claim from an atomic counter, and returns
-// when every chunk is done.
+// A persistent pool of worker threads. parallel_for splits [0, n) into contiguous chunks that the
+// calling thread and the workers claim from an atomic cursor (guided: large first, shrinking to
+// the grain towards the end), and returns when every chunk is done.
 //
 // Why claimed chunks rather than one fixed chunk per thread: on a shared machine a worker may not
 // be scheduled for milliseconds; with fixed chunks every parallel_for (a decode step makes a few
@@ -34,9 +34,10 @@ class ThreadPool {
   int size() const { return n_threads_; }
   // fn(begin, end, thread_index) for disjoint chunks covering [0, n); thread_index < size() is
   // unique among the threads running chunks at the same time (use it for per-thread scratch).
-  // Not reentrant: fn must not call parallel_for on the same pool.
+  // Chunks are at least `grain` long (but for the last one). Not reentrant: fn must not call
+  // parallel_for on the same pool.
   using ChunkFn = FunctionRef<void(int64_t, int64_t, int)>;
-  void parallel_for(int64_t n, ChunkFn fn);
+  void parallel_for(int64_t n, ChunkFn fn, int64_t grain = 1);
 
  private:
   void worker(int index);
@@ -47,8 +48,8 @@ class ThreadPool {
   std::condition_variable cv_start_;
   // The current job: valid while open_gen_ equals its generation.
   const ChunkFn* job_ = nullptr;
-  int64_t job_n_ = 0, job_chunks_ = 0;
-  std::atomic<int64_t> next_chunk_{0};
+  int64_t job_n_ = 0, job_grain_ = 1;
+  std::atomic<int64_t> next_chunk_{0};   // start of the first unclaimed index
   std::atomic<uint64_t> generation_{0};  // bumped per job (wakes workers)
   std::atomic<uint64_t> open_gen_{0};    // generation of the open job, 0 when none is open
   std::atomic<int> active_{0};           // workers inside the job

@@ -13,6 +13,9 @@ namespace brisk::ops {
 namespace {
 
 constexpr int64_t kRowTile = 16;  // rows per tile in the vec_dot path
+// Smallest share of packed row groups a thread claims: the decode tiles read up to 4 groups at once
+// (kernels' kStreams), and a shorter run would fall back to fewer streams.
+constexpr int64_t kGroupGrain = 4;
 
 // The rms_norm scale of one row, computed as ggml does (mean square accumulated in double).
 float rms_scale(const kernels::VecOps& vo, const float* x, int64_t n, float eps) {
@@ -265,20 +268,24 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
     for (size_t i = 0; i < targets.size(); ++i)
       offs[i + 1] = offs[i] + (in_list[i] ? n_groups(*targets[i].w) : 0);
     const uint8_t* side = scratch.side.data();
-    pool.parallel_for(offs[targets.size()], [&](int64_t b, int64_t e, int) {
-      for (size_t i = 0; i < targets.size(); ++i) {
-        if (!in_list[i]) continue;
-        const int64_t g0 = std::max(b, offs[i]) - offs[i], g1 = std::min(e, offs[i + 1]) - offs[i];
-        if (g0 >= g1) continue;
-        const LinearTarget& tg = targets[i];
-        const int64_t rows = tg.w->packed->rows;
-        const kernels::GemmArgs a =
-            gemm_args(*tg.w, pa, side + side_off[kern_of[i]], side_stride[kern_of[i]], T, g0,
-                      g1 - g0, tg.out + g0 * rows, tg.w->n_out, tg.accumulate);
-        tg.w->packed->gemm(a);
-        if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
-      }
-    });
+    pool.parallel_for(
+        offs[targets.size()],
+        [&](int64_t b, int64_t e, int) {
+          for (size_t i = 0; i < targets.size(); ++i) {
+            if (!in_list[i]) continue;
+            const int64_t g0 = std::max(b, offs[i]) - offs[i],
+                          g1 = std::min(e, offs[i + 1]) - offs[i];
+            if (g0 >= g1) continue;
+            const LinearTarget& tg = targets[i];
+            const int64_t rows = tg.w->packed->rows;
+            const kernels::GemmArgs a =
+                gemm_args(*tg.w, pa, side + side_off[kern_of[i]], side_stride[kern_of[i]], T, g0,
+                          g1 - g0, tg.out + g0 * rows, tg.w->n_out, tg.accumulate);
+            tg.w->packed->gemm(a);
+            if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
+          }
+        },
+        kGroupGrain);
   }
   for (size_t i = 0; i < targets.size(); ++i)
     if (!in_list[i])
@@ -324,25 +331,28 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
   const size_t per_thread = static_cast<size_t>(T * 2 * step * rows);
   scratch.tile.resize(per_thread * static_cast<size_t>(pool.size()));
   const uint8_t* side = scratch.side.data();
-  pool.parallel_for(pairs, [&](int64_t b, int64_t e, int tid) {
-    float* tile = scratch.tile.data() + per_thread * static_cast<size_t>(tid);
-    for (int64_t p0 = b; p0 < e; p0 += step) {
-      const int64_t np = std::min(step, e - p0), ldo = 2 * np * rows;
-      // Row groups 2p (gate) and 2p + 1 (up) of the fused matrix: tile row block 2i is gate
-      // group p0 + i, block 2i + 1 its up group.
-      kernels::GemmArgs a =
-          gemm_args(gate_up, pa, side, side_stride[0], T, 2 * p0, 2 * np, tile, ldo);
-      a.n_rows = ldo;
-      pg->gemm(a);
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t i = 0; i < np; ++i) {
-          const int64_t r0 = (p0 + i) * rows;
-          const int64_t n = std::min(rows, n_ff - r0);
-          const float* gt = tile + t * ldo + 2 * i * rows;
-          vo.silu_mul(gt, gt + rows, out + t * n_ff + r0, n);
+  pool.parallel_for(
+      pairs,
+      [&](int64_t b, int64_t e, int tid) {
+        float* tile = scratch.tile.data() + per_thread * static_cast<size_t>(tid);
+        for (int64_t p0 = b; p0 < e; p0 += step) {
+          const int64_t np = std::min(step, e - p0), ldo = 2 * np * rows;
+          // Row groups 2p (gate) and 2p + 1 (up) of the fused matrix: tile row block 2i is gate
+          // group p0 + i, block 2i + 1 its up group.
+          kernels::GemmArgs a =
+              gemm_args(gate_up, pa, side, side_stride[0], T, 2 * p0, 2 * np, tile, ldo);
+          a.n_rows = ldo;
+          pg->gemm(a);
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t i = 0; i < np; ++i) {
+              const int64_t r0 = (p0 + i) * rows;
+              const int64_t n = std::min(rows, n_ff - r0);
+              const float* gt = tile + t * ldo + 2 * i * rows;
+              vo.silu_mul(gt, gt + rows, out + t * n_ff + r0, n);
+            }
         }
-    }
-  });
+      },
+      kGroupGrain / 2);
 }
 
 void get_row(const WeightView& w, int64_t row, float* out) {

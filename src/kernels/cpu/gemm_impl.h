@@ -79,7 +79,7 @@ struct Tile {
   size_t gstride;
   int64_t t0;
   float* out;
-  int nr[4];
+  int nr[8];
 };
 
 // Groups per tile when few tokens are computed (decoding), K::kStreams: G groups are G
