@@ -21,6 +21,7 @@ struct V256 {
   static I zero() { return _mm256_setzero_si256(); }
   static I and_(I a, I b) { return _mm256_and_si256(a, b); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I or_and(I a, I b, I c) { return _mm256_or_si256(a, _mm256_and_si256(b, c)); }
   static I set1_8(int v) { return _mm256_set1_epi8(static_cast<char>(v)); }
   static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }
   static I shl16(I v, int n) { return _mm256_slli_epi16(v, n); }
@@ -35,6 +36,9 @@ struct V256 {
   static I dp_s8(I acc, I w, const void* y4) {
     const I p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(bcast4(y4), w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+  }
+  static I dp_s16(I acc, I a, const void* p) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, bcast4(p)));
   }
   static F cvt(I v) { return _mm256_cvtepi32_ps(v); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }

@@ -29,6 +29,7 @@ struct V512 {
   static I zero() { return _mm512_setzero_si512(); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  static I or_and(I a, I b, I c) { return _mm512_ternarylogic_epi32(a, b, c, 0xF8); }
   static I set1_8(int v) { return _mm512_set1_epi8(static_cast<char>(v)); }
   static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
   static I shl16(I v, int n) { return _mm512_slli_epi16(v, static_cast<unsigned>(n)); }
@@ -55,6 +56,13 @@ struct V512 {
     } else {
       const I p = _mm512_maddubs_epi16(_mm512_abs_epi8(w), ys);
       return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
+    }
+  }
+  static I dp_s16(I acc, I a, const void* p) {
+    if constexpr (kVnni) {
+      return _mm512_dpwssd_epi32(acc, a, bcast4(p));
+    } else {
+      return _mm512_add_epi32(acc, _mm512_madd_epi16(a, bcast4(p)));
     }
   }
   static F cvt(I v) { return _mm512_cvtepi32_ps(v); }

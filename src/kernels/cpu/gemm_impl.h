@@ -6,12 +6,14 @@
 // V provides (all static, always-inline):
 //   kRows (rows per group = int32 lanes), kTile (most tokens per register tile), kVnni;
 //   kStreamTile (most tokens for which tiles take K::kStreams groups at once);
-//   I / F (integer / float vectors); load, zero, and_, or_, set1_8, set1_32, shl16/shr16/shr32/
+//   I / F (integer / float vectors); load, zero, and_, or_, or_and(a, b, c) = a | (b & c), set1_8,
+//   set1_32, shl16/shr16/shr32/
 //   shl32 (count in bits, need not be a constant); dp_u8(acc, w, y4): acc + sum of four products
 //   of unsigned weight codes (<= 63, or any u8 when kVnni) with the four signed activation codes at
-//   y4; dp_s8: the same for signed weight codes in [-127, 127]; cvt, fmadd, fnmadd, mul, set1f,
-//   zerof; f16(p): kRows halves -> floats; s8to32(p): kRows int8 -> int32; store(out, v, n, add):
-//   the first n lanes (added to what is there when add).
+//   y4; dp_s8: the same for signed weight codes in [-127, 127]; dp_s16(acc, a, p): acc + the
+//   products of a's two int16 halves with the int16 pair at p, summed; cvt, fmadd, fnmadd, mul,
+//   set1f, zerof; f16(p): kRows halves -> floats; s8to32(p): kRows int8 -> int32; store(out, v, n,
+//   add): the first n lanes (added to what is there when add).
 //
 // Layout (see gemm.h): a group is kRows rows; per block, the rows' scales then their codes, codes
 // transposed in 4-byte words: word r of a (4 * kRows)-byte vector belongs to row r, so one int32
@@ -72,11 +74,12 @@ inline void prefetch_ahead(const uint8_t* p, size_t bytes) {
 }
 
 // One register tile: G groups (gstride bytes apart, the first at w) x NT tokens from t0. Row r of
-// group g goes to out[(t0 + t) * ldo + g * rows + r] for r < nr[g].
+// group g goes to out[(t0 + t) * ldo + g * ostride + r] for r < nr[g].
 struct Tile {
   const GemmArgs* a;
   const uint8_t* w;
   size_t gstride;
+  int64_t ostride;
   int64_t t0;
   float* out;
   int nr[8];
@@ -87,18 +90,27 @@ struct Tile {
 // streams keep G times the reads in flight. One stream per core could not reach the memory
 // bandwidth with the unpacking work in between (single thread, bench_kernels gemv_stream: Q4_0
 // 13.6 GB/s with one stream, 17.0 with two; Q6_K 11.6 with one, 14.6 with four; the probe reads
-// 16.7). The types with more unpacking work per byte want more streams.
+// 16.7). The types with more unpacking work per byte want more streams. The groups of one tile
+// are spread evenly over the call's range (stream i walks the i-th part), so that each stream
+// continues from tile to tile instead of starting cold.
 
 // Runs K::tile<NT, G> over every group and token tile. Tokens are taken in chunks whose activations
 // fit in about 1 MiB (the per-core L2), so a group's weights are reused from L1/L2 across a chunk
 // while the chunk's activations stay in L2.
+// Groups g + i * spread (i < G) for tokens [c0, c1).
 template <class V, class K, int G>
-void drive_tokens(const GemmArgs& a, int64_t g, int64_t c0, int64_t c1) {
+void drive_tokens(const GemmArgs& a, int64_t g, int64_t spread, int64_t c0, int64_t c1) {
   constexpr int R = V::kRows, NT = V::kTile;
   const size_t gb = K::group_bytes(a.n_in);
-  Tile tl{&a, a.w + static_cast<size_t>(g) * gb, gb, c0, a.out + g * R, {}};
+  Tile tl{&a,
+          a.w + static_cast<size_t>(g) * gb,
+          gb * static_cast<size_t>(spread),
+          spread * R,
+          c0,
+          a.out + g * R,
+          {}};
   for (int i = 0; i < G; ++i)
-    tl.nr[i] = static_cast<int>(std::min<int64_t>(R, a.n_rows - (g + i) * R));
+    tl.nr[i] = static_cast<int>(std::min<int64_t>(R, a.n_rows - (g + i * spread) * R));
   for (; tl.t0 + NT <= c1; tl.t0 += NT) K::template tile<NT, G>(tl);
   switch (c1 - tl.t0) {
     case 1:
@@ -133,10 +145,12 @@ void drive(const GemmArgs& a) {
   for (int64_t c0 = 0; c0 < a.T; c0 += chunk) {
     const int64_t c1 = std::min(a.T, c0 + chunk);
     int64_t g = 0;
-    if (c1 - c0 <= V::kStreamTile)
-      for (; g + K::kStreams <= a.n_groups; g += K::kStreams)
-        drive_tokens<V, K, K::kStreams>(a, g, c0, c1);
-    for (; g < a.n_groups; ++g) drive_tokens<V, K, 1>(a, g, c0, c1);
+    if (c1 - c0 <= V::kStreamTile) {
+      const int64_t part = a.n_groups / K::kStreams;
+      for (int64_t k = 0; k < part; ++k) drive_tokens<V, K, K::kStreams>(a, k, part, c0, c1);
+      g = part * K::kStreams;
+    }
+    for (; g < a.n_groups; ++g) drive_tokens<V, K, 1>(a, g, 1, c0, c1);
   }
 }
 
@@ -147,7 +161,7 @@ inline void store_tile(const Tile& tl, typename V::F (&acc)[G][NT]) {
   for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t)
-      V::store(tl.out + (tl.t0 + t) * tl.a->ldo + g * V::kRows, acc[g][t], tl.nr[g],
+      V::store(tl.out + (tl.t0 + t) * tl.a->ldo + g * tl.ostride, acc[g][t], tl.nr[g],
                tl.a->accumulate);
 }
 
@@ -297,7 +311,9 @@ void q8_0_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
   }
 }
 
-// ---- Q4_K and Q5_K (activations: Q8_K; side per super-block {float d, float ysum[8]}) ---------
+// ---- Q4_K and Q5_K (activations: Q8_K; side per super-block {float d, int16 ysum pairs[8]}) ---
+
+inline constexpr size_t kQK4Side = 20;
 
 // Super-block: d[R] f16, dmin[R] f16, the rows' 12 scale bytes as three vectors of words (bytes
 // 0-3, 4-7, 8-11 of row r in word r), then 32 code vectors: vector 8p + m, word r = qs[32p + 4m ..
@@ -308,6 +324,7 @@ template <class V, bool kFive>
 struct GQK4 {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   static constexpr int R = V::kRows, kStreams = 4;
+  static constexpr size_t kSide = kQK4Side;
   static constexpr size_t kVec = 4 * R;
   static constexpr size_t kScales = 4 * R, kCodes = kScales + 3 * kVec, kHigh = kCodes + 32 * kVec;
   static constexpr size_t kBlock = kHigh + (kFive ? 8 * kVec : 0);
@@ -333,16 +350,17 @@ struct GQK4 {
                              dst + kHigh + kVec * v);
     }
   }
-  // Float sub-block scales d * sc[j] and mins dmin * mn[j] of the rows, from the packed words:
-  // the vector form of the scalar scale_min_k4.
-  static void scales(const uint8_t* w, float* scf, float* mnf) {
+  // Float sub-block scales d * sc[j] of the rows (scf, 8 x R floats) and the 6-bit mins as int16
+  // pairs (mins[k], k < 4: (mn[0], mn[2]), (mn[1], mn[3]), (mn[4], mn[6]), (mn[5], mn[7]) in each
+  // 32-bit lane), from the packed words: the vector form of the scalar scale_min_k4.
+  static void scales(const uint8_t* w, float* scf, typename V::I* mins) {
     using I = typename V::I;
     using F = typename V::F;
-    const F dw = V::f16(w), dmw = V::f16(w + 2 * R);
+    const F dw = V::f16(w);
     const I u0 = V::load(w + kScales), u1 = V::load(w + kScales + kVec),
             u2 = V::load(w + kScales + 2 * kVec);
     const I six = V::set1_32(0x3F3F3F3F), four = V::set1_32(0x0F0F0F0F),
-            two = V::set1_32(0x03030303), byte = V::set1_32(0xFF);
+            two = V::set1_32(0x03030303), byte = V::set1_32(0xFF), pairs = V::set1_32(0x00FF00FF);
     const I s_lo = V::and_(u0, six), m_lo = V::and_(u1, six);
     const I s_hi = V::or_(V::and_(u2, four), V::shl32(V::and_(V::shr32(u0, 6), two), 4));
     const I m_hi =
@@ -351,9 +369,11 @@ struct GQK4 {
     for (int j = 0; j < 4; ++j) {
       V::storef(scf + R * j, V::mul(dw, V::cvt(V::and_(V::shr32(s_lo, 8 * j), byte))));
       V::storef(scf + R * (j + 4), V::mul(dw, V::cvt(V::and_(V::shr32(s_hi, 8 * j), byte))));
-      V::storef(mnf + R * j, V::mul(dmw, V::cvt(V::and_(V::shr32(m_lo, 8 * j), byte))));
-      V::storef(mnf + R * (j + 4), V::mul(dmw, V::cvt(V::and_(V::shr32(m_hi, 8 * j), byte))));
     }
+    mins[0] = V::and_(m_lo, pairs);
+    mins[1] = V::and_(V::shr32(m_lo, 8), pairs);
+    mins[2] = V::and_(m_hi, pairs);
+    mins[3] = V::and_(V::shr32(m_hi, 8), pairs);
   }
   template <int NT, int G>
   static void tile(const Tile& tl) {
@@ -368,19 +388,27 @@ struct GQK4 {
       for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
     const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
     const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
-    alignas(64) float scf[G][8 * R], mnf[G][8 * R];
+    alignas(64) float scf[G][8 * R];
     const uint8_t* w = tl.w;
     for (int64_t sb = 0; sb < a.n_in / kQK_K; ++sb, w += kBlock) {
+      I mins[G][4];
+      F inner[G][NT];
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         prefetch_ahead<NT>(w + g * tl.gstride, kBlock);
-        scales(w + g * tl.gstride, scf[g], mnf[g]);
-      }
-      F inner[G][NT];
-#pragma GCC unroll 4
-      for (int g = 0; g < G; ++g)
+        scales(w + g * tl.gstride, scf[g], mins[g]);
+        // inner starts at -dmin * sum_j mn[j] * ysum[j] (the mins, exact in int32 before the
+        // conversion), then gathers d * sc[j] * (codes . y of sub-block j).
+        const F dmw = V::f16(w + g * tl.gstride + 2 * R);
 #pragma GCC unroll 16
-        for (int t = 0; t < NT; ++t) inner[g][t] = V::zerof();
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* s = side + t * a.side_stride + sb * kSide;
+          I m = V::zero();
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; ++k) m = V::dp_s16(m, mins[g][k], s + 4 + 4 * k);
+          inner[g][t] = V::mul(V::set1f(-1.0f), V::mul(dmw, V::cvt(m)));
+        }
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
 #pragma GCC unroll 4
@@ -396,27 +424,24 @@ struct GQK4 {
               // Bit j of each qh byte to bit 4 (16-bit shifts: bits of the neighbouring byte land
               // outside bit 4 and are masked off).
               const I h = V::load(wg + kHigh + kVec * m);
-              const I b4 = j <= 4 ? V::shl16(h, 4 - j) : V::shr16(h, j - 4);
-              q[m] = V::or_(q[m], V::and_(b4, bit4));
+              q[m] = V::or_and(q[m], j <= 4 ? V::shl16(h, 4 - j) : V::shr16(h, j - 4), bit4);
             }
           }
-          const F sc = V::loadf(scf[g] + R * j), mn = V::loadf(mnf[g] + R * j);
+          const F sc = V::loadf(scf[g] + R * j);
 #pragma GCC unroll 16
           for (int t = 0; t < NT; ++t) {
             const uint8_t* y =
                 act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
-            const uint8_t* s = side + t * a.side_stride + sb * 36;
             I sum = V::zero();
 #pragma GCC unroll 16
             for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y + 4 * m);
             inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
-            inner[g][t] = V::fnmadd(mn, V::set1f(load_f32(s + 4 + 4 * j)), inner[g][t]);
           }
         }
       }
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
-        const F d = V::set1f(load_f32(side + t * a.side_stride + sb * 36));
+        const F d = V::set1f(load_f32(side + t * a.side_stride + sb * kSide));
 #pragma GCC unroll 4
         for (int g = 0; g < G; ++g) acc[g][t] = V::fmadd(inner[g][t], d, acc[g][t]);
       }
@@ -426,17 +451,21 @@ struct GQK4 {
 };
 
 inline size_t q4_k_side_bytes(int64_t n_in) {
-  return static_cast<size_t>(n_in / kQK_K) * 36;
+  return static_cast<size_t>(n_in / kQK_K) * kQK4Side;
 }
 
+// Per super-block: {float d, int32 ypair[4]}: the sums of the 8 sub-blocks' codes (each within
+// +-32 * 127, so int16) paired as the mins are in GQK4::scales: (y0, y2), (y1, y3), (y4, y6),
+// (y5, y7), low half first.
 inline void q4_k_prep(const uint8_t* act_row, int64_t n_in, uint8_t* side) {
   const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(act_row);
-  for (int64_t sb = 0; sb < n_in / kQK_K; ++sb, side += 36) {
+  for (int64_t sb = 0; sb < n_in / kQK_K; ++sb, side += kQK4Side) {
     std::memcpy(side, &y[sb].d, 4);
-    for (int j = 0; j < 8; ++j) {
-      const float s = static_cast<float>(y[sb].bsums[2 * j] + y[sb].bsums[2 * j + 1]);
-      std::memcpy(side + 4 + 4 * j, &s, 4);
-    }
+    int16_t ys[8];
+    for (int j = 0; j < 8; ++j)
+      ys[j] = static_cast<int16_t>(y[sb].bsums[2 * j] + y[sb].bsums[2 * j + 1]);
+    const int16_t pairs[8] = {ys[0], ys[2], ys[1], ys[3], ys[4], ys[6], ys[5], ys[7]};
+    std::memcpy(side + 4, pairs, 16);
   }
 }
 
@@ -482,7 +511,7 @@ struct GQ6_K {
     // boundary land outside bits 4-5 and are masked off).
     const int shift = 2 * (2 * nh + m / 8);
     const I hi = shift <= 4 ? V::shl16(hb, 4 - shift) : V::shr16(hb, shift - 4);
-    return V::or_(lo, V::and_(hi, V::set1_8(0x30)));
+    return V::or_and(lo, hi, V::set1_8(0x30));
   }
   template <int NT, int G>
   static void tile(const Tile& tl) {
