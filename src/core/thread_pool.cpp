@@ -34,14 +34,16 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-// Guided self-scheduling: each claim takes half of an equal share of what is left (at least the
-// grain), so chunks start large (long sequential runs) and shrink towards the end, where they
-// even out the threads' finishing times.
+// Guided self-scheduling: each claim takes half of an equal share of what is left, rounded down to
+// a multiple of the grain (at least one grain), so chunks start large (long sequential runs) and
+// shrink towards the end, where they even out the threads' finishing times.
 void ThreadPool::run_chunks(int tid) {
   const int64_t n = job_n_, grain = job_grain_, div = 2 * static_cast<int64_t>(n_threads_);
   int64_t b = next_chunk_.load(std::memory_order_relaxed);
   while (b < n) {
-    const int64_t e = std::min(n, b + std::max(grain, (n - b) / div));
+    // A multiple of the grain, so that callers working in units of the grain get whole units.
+    const int64_t take = std::max<int64_t>(1, (n - b) / div / grain) * grain;
+    const int64_t e = std::min(n, b + take);
     if (next_chunk_.compare_exchange_weak(b, e, std::memory_order_relaxed)) {
       (*job_)(b, e, tid);
       b = e;

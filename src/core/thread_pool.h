@@ -34,7 +34,7 @@ class ThreadPool {
   int size() const { return n_threads_; }
   // fn(begin, end, thread_index) for disjoint chunks covering [0, n); thread_index < size() is
   // unique among the threads running chunks at the same time (use it for per-thread scratch).
-  // Chunks are at least `grain` long (but for the last one). Not reentrant: fn must not call
+  // Chunks are whole multiples of `grain` long (but for the last one). Not reentrant: fn must not call
   // parallel_for on the same pool.
   using ChunkFn = FunctionRef<void(int64_t, int64_t, int)>;
   void parallel_for(int64_t n, ChunkFn fn, int64_t grain = 1);

@@ -27,6 +27,27 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
   }
 }
 
+// Chunks are whole multiples of the grain but for the one that ends at n, and cover [0, n) once.
+TEST(ThreadPool, ChunksAreMultiplesOfTheGrain) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t grain : {1, 2, 4, 7})
+      for (int64_t n : {1, 5, 64, 1000, 1003}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> bad{0};
+        pool.parallel_for(
+            n,
+            [&](int64_t b, int64_t e, int) {
+              if (e != n && (e - b) % grain != 0) bad++;
+              for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+            },
+            grain);
+        EXPECT_EQ(bad.load(), 0) << "grain " << grain << " n " << n;
+        for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+      }
+  }
+}
+
 TEST(Half, RoundTripsAndRounds) {
   EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f)), 1.0f);
   EXPECT_EQ(f16_to_f32(f32_to_f16(-2.5f)), -2.5f);
