@@ -81,16 +81,28 @@ void q8_k_from_float_avx2(const float* src, void* dst, int64_t n) {
   BlockQ8_K* b = static_cast<BlockQ8_K*>(dst);
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t i = 0; i < n / kQK_K; ++i, src += kQK_K) {
-    __m256 m = _mm256_setzero_ps();
-    for (int j = 0; j < kQK_K; j += 8)
-      m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(src + j), abs_mask), m);  // NaNs skipped
-    const float amax = hmax(m);
+    // Four independent max chains (one would serialise 32 maxes on their latency).
+    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (int j = 0; j < kQK_K; j += 32)
+      for (int k = 0; k < 4; ++k)  // NaNs skipped: max returns its second operand on NaN
+        m[k] = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(src + j + 8 * k), abs_mask), m[k]);
+    const float amax = hmax(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
     if (amax == 0) {
       std::memset(&b[i], 0, sizeof(BlockQ8_K));
       continue;
     }
+    // The first element of largest magnitude (its sign sets the scale's), 8 at a time.
     int first = 0;
-    while (__builtin_fabsf(src[first]) != amax) ++first;
+    const __m256 am = _mm256_set1_ps(amax);
+    for (int j = 0; j < kQK_K; j += 8) {
+      const int hit = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(src + j), abs_mask), am, _CMP_EQ_OQ));
+      if (hit) {
+        first = j + __builtin_ctz(static_cast<unsigned>(hit));
+        break;
+      }
+    }
     const float iscale = -127.0f / src[first];
     const __m256 is = _mm256_set1_ps(iscale);
     const __m256i cap = _mm256_set1_epi32(127);
