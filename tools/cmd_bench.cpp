@@ -158,7 +158,10 @@ void run_model(const BenchArgs& a) {
 
   const uint64_t mpt = engine::macs_per_token(m);
   const std::string isa = kernels::active_isa();
-  const bool packed = kernels::packed_gemm(m.layer(0).gate.type) != nullptr;
+  const DType gate_type = m.layer(0).gate.type;
+  const bool packed = kernels::packed_gemm(gate_type) != nullptr;
+  const bool float_weights =
+      gate_type == DType::F32 || gate_type == DType::F16 || gate_type == DType::BF16;
   const std::string kernels_desc = isa + (packed ? " (packed int8 GEMM)" : " (row dot products)");
   std::fprintf(stderr, "bench: kernels %s\n", kernels_desc.c_str());
 
@@ -194,8 +197,14 @@ void run_model(const BenchArgs& a) {
                  peak.int8_gmacs, peak.f32_gflops);
     // Medians on both sides: one slow repetition (the machine is shared) should not move it.
     const double roofline = static_cast<double>(bpt) * tg.stats.median / (bw.stats.median * 1e9);
+    // Quantised weights multiply int8 codes (the int8 peak bounds them); plain float weights are
+    // f32 FMAs (the f32 peak, 2 flops per multiply-accumulate).
+    const double peak_macs = float_weights ? peak.f32_gflops / 2 : peak.int8_gmacs;
     const double compute =
-        static_cast<double>(mpt) * pp.stats.median / std::max(peak.int8_gmacs * 1e9, 1.0);
+        static_cast<double>(mpt) * pp.stats.median / std::max(peak_macs * 1e9, 1.0);
+    const std::string pp_bound = float_weights
+                                     ? "f32 " + fmt("%.0f", peak.f32_gflops) + " GFLOP/s, "
+                                     : "int8 " + fmt("%.0f", peak.int8_gmacs) + " GMAC/s, ";
 
     for (const engine::BenchResult* r : {&pp, &tg}) {
       const bool is_tg = r == &tg;
@@ -203,8 +212,7 @@ void run_model(const BenchArgs& a) {
                " ± " + fmt("%.2f", r->stats.sd) + " | " + fmt("%.2f", r->stats.median) + " | ";
       table += is_tg ? "read " + fmt("%.2f", bw.stats.median) + " GB/s, " + human_bytes(bpt) +
                            "/token | " + fmt("%.1f%%", 100.0 * roofline) + " |\n"
-                     : "int8 " + fmt("%.0f", peak.int8_gmacs) + " GMAC/s, " +
-                           fmt("%.2f", static_cast<double>(mpt) / 1e9) + " GMAC/token | " +
+                     : pp_bound + fmt("%.2f", static_cast<double>(mpt) / 1e9) + " GMAC/token | " +
                            fmt("%.1f%%", 100.0 * compute) + " |\n";
       ordered_json row{{"threads", t},
                        {"test", r->test},
@@ -220,7 +228,8 @@ void run_model(const BenchArgs& a) {
         row["macs_per_token"] = mpt;
         row["int8_peak_gmacs"] = peak.int8_gmacs;
         row["f32_peak_gflops"] = peak.f32_gflops;
-        row["int8_peak_fraction"] = compute;
+        row["peak"] = float_weights ? "f32" : "int8";
+        row["peak_fraction"] = compute;
       }
       rows.push_back(std::move(row));
     }

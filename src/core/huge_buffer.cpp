@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -26,7 +27,7 @@ HugeBuffer::HugeBuffer(size_t bytes) {
   data_ = reinterpret_cast<uint8_t*>((base + kHuge - 1) & ~(kHuge - 1));
   size_ = bytes;
 #ifdef MADV_HUGEPAGE
-  if (bytes >= kHuge) madvise(map_, map_size_, MADV_HUGEPAGE);
+  if (bytes >= kHuge && !std::getenv("BRISK_NOTHP")) madvise(map_, map_size_, MADV_HUGEPAGE);
 #endif
 }
 

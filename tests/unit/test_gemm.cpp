@@ -22,7 +22,8 @@ using namespace brisk::kernels;
 
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K};
+const DType kPackedTypes[] = {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K,
+                               DType::Q5_K, DType::F16,  DType::BF16, DType::F32};
 
 std::vector<float> gaussian(int64_t n, std::mt19937& rng, float scale) {
   std::normal_distribution<float> dist(0.0f, scale);

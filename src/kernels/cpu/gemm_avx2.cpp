@@ -7,7 +7,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-#include "kernels/cpu/gemm_impl.h"
+#include "kernels/cpu/gemm_float_impl.h"
 
 namespace brisk::kernels {
 namespace {
@@ -50,6 +50,10 @@ struct V256 {
   static void storef(float* p, F v) { _mm256_storeu_ps(p, v); }
   static F f16(const void* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  }
+  static F bf16(const void* p) {  // bfloat16 is the top half of a float
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))), 16));
   }
   static I s8to32(const void* p) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p)));

@@ -14,7 +14,7 @@
 #endif
 #include <immintrin.h>
 
-#include "kernels/cpu/gemm_impl.h"
+#include "kernels/cpu/gemm_float_impl.h"
 
 namespace brisk::kernels {
 namespace {
@@ -78,6 +78,10 @@ struct V512 {
   }
   static I s8to32(const void* p) {
     return _mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  }
+  static F bf16(const void* p) {  // bfloat16 is the top half of a float
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p))), 16));
   }
   static void store(float* out, F v, int n, bool add) {
     const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);

@@ -608,55 +608,5 @@ size_t group_bytes_fn(int64_t n_in) {
   return K::group_bytes(n_in);
 }
 
-// The table of one ISA variant's packed kernels.
-template <class V>
-struct GemmTable {
-  PackedGemm q4_0{DType::Q4_0,       DType::Q8_0,     V::kRows,     group_bytes_fn<GQ4_0<V>>,
-                  pack_fn<GQ4_0<V>>, q8_0_side_bytes, q8_0_prep<8>, drive<V, GQ4_0<V>>};
-  PackedGemm q8_0{DType::Q8_0,
-                  DType::Q8_0,
-                  V::kRows,
-                  group_bytes_fn<GQ8_0<V>>,
-                  pack_fn<GQ8_0<V>>,
-                  q8_0_side_bytes,
-                  q8_0_prep<GQ8_0<V>::kOffset>,
-                  drive<V, GQ8_0<V>>};
-  PackedGemm q4_k{DType::Q4_K,
-                  DType::Q8_K,
-                  V::kRows,
-                  group_bytes_fn<GQK4<V, false>>,
-                  pack_fn<GQK4<V, false>>,
-                  q4_k_side_bytes,
-                  q4_k_prep,
-                  drive<V, GQK4<V, false>>};
-  PackedGemm q5_k{DType::Q5_K,
-                  DType::Q8_K,
-                  V::kRows,
-                  group_bytes_fn<GQK4<V, true>>,
-                  pack_fn<GQK4<V, true>>,
-                  q4_k_side_bytes,
-                  q4_k_prep,
-                  drive<V, GQK4<V, true>>};
-  PackedGemm q6_k{DType::Q6_K,       DType::Q8_K,     V::kRows,  group_bytes_fn<GQ6_K<V>>,
-                  pack_fn<GQ6_K<V>>, q6_k_side_bytes, q6_k_prep, drive<V, GQ6_K<V>>};
-
-  const PackedGemm* find(DType t) const {
-    switch (t) {
-      case DType::Q4_0:
-        return &q4_0;
-      case DType::Q8_0:
-        return &q8_0;
-      case DType::Q4_K:
-        return &q4_k;
-      case DType::Q5_K:
-        return &q5_k;
-      case DType::Q6_K:
-        return &q6_k;
-      default:
-        return nullptr;
-    }
-  }
-};
-
 }  // namespace
 }  // namespace brisk::kernels
