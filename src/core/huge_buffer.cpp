@@ -27,7 +27,10 @@ HugeBuffer::HugeBuffer(size_t bytes) {
   data_ = reinterpret_cast<uint8_t*>((base + kHuge - 1) & ~(kHuge - 1));
   size_ = bytes;
 #ifdef MADV_HUGEPAGE
-  if (bytes >= kHuge && !std::getenv("BRISK_NOTHP")) madvise(map_, map_size_, MADV_HUGEPAGE);
+  // BRISK_HUGEPAGES=0 opts out: faulting in huge pages is slower (1.1 GiB of Q8_0 weights: 1.5 s
+  // against 0.3 s on the development VM), decoding ~7% faster.
+  const char* hp = std::getenv("BRISK_HUGEPAGES");
+  if (bytes >= kHuge && !(hp && std::strcmp(hp, "0") == 0)) madvise(map_, map_size_, MADV_HUGEPAGE);
 #endif
 }
 

@@ -72,10 +72,6 @@ struct GFloat {
     const size_t xs = a.side_stride / sizeof(float);
     const uint8_t* w = tl.w;
     for (int64_t k = 0; k < a.n_in; ++k, w += kStep) {
-      if (k % 16 == 0) {
-#pragma GCC unroll 4
-        for (int g = 0; g < G; ++g) prefetch_ahead<NT>(w + g * tl.gstride, 16 * kStep);
-      }
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         const F wv = weights(w + g * tl.gstride);

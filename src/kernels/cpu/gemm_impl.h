@@ -29,7 +29,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -63,16 +62,6 @@ inline void transpose_words(const uint8_t* src, size_t row_stride, int64_t n_val
   }
 }
 
-// Bytes to prefetch ahead in few-token tiles (decoding). The hardware prefetchers stop at every
-// 4 KiB page edge; a software prefetch this far ahead keeps the stream going across them.
-constexpr size_t kPrefetchAhead = 1024;
-
-template <int NT>
-inline void prefetch_ahead(const uint8_t* p, size_t bytes) {
-  if constexpr (NT <= 2)
-    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + kPrefetchAhead + o, 0, 3);
-}
-
 // One register tile: G groups (gstride bytes apart, the first at w) x NT tokens from t0. Row r of
 // group g goes to out[(t0 + t) * ldo + g * ostride + r] for r < nr[g].
 struct Tile {
@@ -90,7 +79,8 @@ struct Tile {
 // streams keep G times the reads in flight. One stream per core could not reach the memory
 // bandwidth with the unpacking work in between (single thread, bench_kernels gemv_stream: Q4_0
 // 13.6 GB/s with one stream, 17.0 with two; Q6_K 11.6 with one, 14.6 with four; the probe reads
-// 16.7). The types with more unpacking work per byte want more streams. The groups of one tile
+// 16.7). The types with more unpacking work per byte want more streams. (Software prefetching
+// ahead of each stream was measured too and gained nothing on top of this.) The groups of one tile
 // are spread evenly over the call's range (stream i walks the i-th part), so that each stream
 // continues from tile to tile instead of starting cold.
 
@@ -205,7 +195,6 @@ struct GQ4_0 {
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         const uint8_t* wg = w + g * tl.gstride;
-        prefetch_ahead<NT>(wg, kBlock);
         const F dw = V::f16(wg);
         I q[8];
 #pragma GCC unroll 16
@@ -271,7 +260,6 @@ struct GQ8_0 {
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         const uint8_t* wg = w + g * tl.gstride;
-        prefetch_ahead<NT>(wg, kBlock);
         const F dw = V::f16(wg);
         I q[8];
 #pragma GCC unroll 16
@@ -395,7 +383,6 @@ struct GQK4 {
       F inner[G][NT];
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
-        prefetch_ahead<NT>(w + g * tl.gstride, kBlock);
         scales(w + g * tl.gstride, scf[g], mins[g]);
         // inner starts at -dmin * sum_j mn[j] * ysum[j] (the mins, exact in int32 before the
         // conversion), then gathers d * sc[j] * (codes . y of sub-block j).
@@ -542,7 +529,6 @@ struct GQ6_K {
       F dw[G], inner[G][NT];
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
-        prefetch_ahead<NT>(w + g * tl.gstride, kBlock);
         dw[g] = V::f16(w + g * tl.gstride);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; ++t) inner[g][t] = V::zerof();
