@@ -5,3 +5,4 @@
 void register_quant_benchmarks();
 void register_attention_benchmarks();
 void register_gemm_benchmarks();
+void register_vec_benchmarks();

@@ -23,7 +23,7 @@ using namespace brisk::kernels;
 namespace {
 
 const DType kPackedTypes[] = {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K,
-                               DType::Q5_K, DType::F16,  DType::BF16, DType::F32};
+                              DType::Q5_K, DType::F16,  DType::BF16, DType::F32};
 
 std::vector<float> gaussian(int64_t n, std::mt19937& rng, float scale) {
   std::normal_distribution<float> dist(0.0f, scale);
@@ -136,7 +136,8 @@ TEST_P(PackedGemmVariant, MatchesScalarVecDot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Gemm, PackedGemmVariant,
-                         ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni),
+                         ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512,
+                                           Isa::Avx512Vnni),
                          [](const ::testing::TestParamInfo<Isa>& info) {
                            return std::string(isa_name(info.param));
                          });

@@ -28,7 +28,7 @@ const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, D
                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1, DType::Q2_K,
                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
 
-const Isa kVectorIsas[] = {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni};
+const Isa kVectorIsas[] = {Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Avx512Vnni};
 
 std::vector<float> gaussian(int64_t n, std::mt19937& rng, float scale) {
   std::normal_distribution<float> dist(0.0f, scale);
@@ -314,9 +314,14 @@ TEST(QuantIsaDispatch, ActiveVariantIsForcedOrBest) {
 
 TEST(QuantIsaDispatch, ScalarIsAlwaysAvailableAndVariantsAreOrdered) {
   EXPECT_TRUE(cpu_supports(Isa::Scalar));
+  // Every vector variant includes AVX2; AVX-512 VNNI includes AVX-512.
+  if (cpu_supports(Isa::Avx512Vnni)) {
+    EXPECT_TRUE(cpu_supports(Isa::Avx512));
+  }
   for (int i = 1; i < kIsaCount; ++i)
     if (cpu_supports(static_cast<Isa>(i))) {
-      EXPECT_TRUE(cpu_supports(static_cast<Isa>(i - 1)));
+      EXPECT_TRUE(cpu_supports(Isa::Avx2));
+      EXPECT_LE(i, static_cast<int>(best_isa()));
     } else {
       EXPECT_EQ(quant_kernels_for(DType::Q4_0, static_cast<Isa>(i)), nullptr);
     }

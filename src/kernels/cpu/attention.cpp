@@ -134,6 +134,7 @@ AttnTileFn attention_tile_fn_for(Isa isa, int head_dim) {
   switch (attention_tile_isa(isa, head_dim)) {
 #ifdef BRISK_X86_ATTENTION
     case Isa::Avx2:
+    case Isa::AvxVnni:
       return attention_tile_avx2;
     case Isa::Avx512:
     case Isa::Avx512Vnni:
@@ -175,6 +176,7 @@ bool attention_exp2(Isa isa, const float* x, float* y, int64_t n) {
   switch (isa) {
 #ifdef BRISK_X86_ATTENTION
     case Isa::Avx2:
+    case Isa::AvxVnni:
       attention_exp2_avx2(x, y, n);
       return true;
     case Isa::Avx512:

@@ -12,6 +12,8 @@ const PackedGemm* packed_gemm_for(DType t, Isa isa) {
   switch (isa) {
     case Isa::Avx2:
       return packed_gemm_avx2(t);
+    case Isa::AvxVnni:
+      return packed_gemm_avxvnni(t);
     case Isa::Avx512:
       return packed_gemm_avx512(t);
     case Isa::Avx512Vnni:

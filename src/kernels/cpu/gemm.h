@@ -65,8 +65,10 @@ const PackedGemm* packed_gemm(DType t);
 const PackedGemm* packed_gemm_for(DType t, Isa isa);
 
 #if defined(__x86_64__) || defined(__i386__)
-// Entry points of gemm_avx2.cpp / gemm_avx512.cpp; only called after the CPU was checked.
+// Entry points of gemm_avx2.cpp / gemm_avxvnni.cpp / gemm_avx512.cpp; only called after the CPU
+// was checked.
 const PackedGemm* packed_gemm_avx2(DType t);
+const PackedGemm* packed_gemm_avxvnni(DType t);
 const PackedGemm* packed_gemm_avx512(DType t);
 const PackedGemm* packed_gemm_avx512vnni(DType t);
 #endif

@@ -1,76 +1,17 @@
-// Packed int8 GEMM / GEMV for AVX2 + FMA + F16C: the kernels of gemm_impl.h over 256-bit vectors,
-// 8 rows per group, products by vpmaddubsw + vpmaddwd. A 4-token register tile: with 16 vector
-// registers, 8 unpacked weight vectors plus 2 accumulators per token is what fits. Nothing here
-// runs before the dispatcher (gemm.cpp) has checked the CPU; packed_gemm_avx2 is the entry point.
+// Packed int8 GEMM / GEMV for AVX2 + FMA + F16C: the kernels of gemm_impl.h over the 256-bit traits
+// of gemm_v256.h, products by vpmaddubsw + vpmaddwd. Nothing here runs before the dispatcher
+// (gemm.cpp) has checked the CPU; packed_gemm_avx2 is the entry point.
 #include "kernels/cpu/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-#include "kernels/cpu/gemm_float_impl.h"
+#include "kernels/cpu/gemm_v256.h"
 
 namespace brisk::kernels {
 namespace {
 
-struct V256 {
-  static constexpr int kRows = 8, kTile = 4, kStreamTile = 1;
-  static constexpr bool kVnni = false;
-  using I = __m256i;
-  using F = __m256;
-  static I load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-  static I zero() { return _mm256_setzero_si256(); }
-  static I and_(I a, I b) { return _mm256_and_si256(a, b); }
-  static I or_(I a, I b) { return _mm256_or_si256(a, b); }
-  static I or_and(I a, I b, I c) { return _mm256_or_si256(a, _mm256_and_si256(b, c)); }
-  static I set1_8(int v) { return _mm256_set1_epi8(static_cast<char>(v)); }
-  static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }
-  static I shl16(I v, int n) { return _mm256_slli_epi16(v, n); }
-  static I shr16(I v, int n) { return _mm256_srli_epi16(v, n); }
-  static I shl32(I v, int n) { return _mm256_slli_epi32(v, n); }
-  static I shr32(I v, int n) { return _mm256_srli_epi32(v, n); }
-  static I bcast4(const void* p) { return _mm256_set1_epi32(load_i32(p)); }
-  static I dp_u8(I acc, I w, const void* y4) {
-    const I p = _mm256_maddubs_epi16(w, bcast4(y4));  // w <= 63: pair sums fit in int16
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-  }
-  static I dp_s8(I acc, I w, const void* y4) {
-    const I p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(bcast4(y4), w));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-  }
-  static I dp_s16(I acc, I a, const void* p) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, bcast4(p)));
-  }
-  static F cvt(I v) { return _mm256_cvtepi32_ps(v); }
-  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
-  static F fnmadd(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
-  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
-  static F set1f(float v) { return _mm256_set1_ps(v); }
-  static F zerof() { return _mm256_setzero_ps(); }
-  static F loadf(const float* p) { return _mm256_loadu_ps(p); }
-  static void storef(float* p, F v) { _mm256_storeu_ps(p, v); }
-  static F f16(const void* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-  }
-  static F bf16(const void* p) {  // bfloat16 is the top half of a float
-    return _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))), 16));
-  }
-  static I s8to32(const void* p) {
-    return _mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p)));
-  }
-  static void store(float* out, F v, int n, bool add) {
-    if (n >= 8) {
-      _mm256_storeu_ps(out, add ? _mm256_add_ps(v, _mm256_loadu_ps(out)) : v);
-      return;
-    }
-    const I lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const I m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-    if (add) v = _mm256_add_ps(v, _mm256_maskload_ps(out, m));
-    _mm256_maskstore_ps(out, m, v);
-  }
-};
-
-constexpr GemmTable<V256> kTable{};
+constexpr GemmTable<V256<false>> kTable{};
 
 }  // namespace
 

@@ -17,7 +17,7 @@ namespace brisk::kernels {
 namespace {
 
 struct Features {
-  bool supported[kIsaCount] = {true, false, false, false};
+  bool supported[kIsaCount] = {true, false, false, false, false};
 };
 
 #ifdef BRISK_X86_KERNELS
@@ -43,9 +43,14 @@ Features detect() {
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31), vnni = c & (1u << 11);
-  f.supported[1] = os_ymm && avx2 && fma && f16c;
-  f.supported[2] = f.supported[1] && os_zmm && avx512f && avx512bw && avx512vl;
-  f.supported[3] = f.supported[2] && vnni;
+  __cpuid_count(7, 1, a, b, c, d);
+  const bool avx_vnni = a & (1u << 4);
+  auto& sup = f.supported;
+  sup[static_cast<int>(Isa::Avx2)] = os_ymm && avx2 && fma && f16c;
+  sup[static_cast<int>(Isa::AvxVnni)] = sup[static_cast<int>(Isa::Avx2)] && avx_vnni;
+  sup[static_cast<int>(Isa::Avx512)] =
+      sup[static_cast<int>(Isa::Avx2)] && os_zmm && avx512f && avx512bw && avx512vl;
+  sup[static_cast<int>(Isa::Avx512Vnni)] = sup[static_cast<int>(Isa::Avx512)] && vnni;
   return f;
 }
 #else
@@ -72,7 +77,7 @@ Isa resolve_active() {
     return isa;
   }
   fail("BRISK_ISA=", env,
-       ": unknown instruction set (expected scalar, avx2, avx512 or avx512vnni)");
+       ": unknown instruction set (expected scalar, avx2, avxvnni, avx512 or avx512vnni)");
 }
 
 }  // namespace
@@ -83,6 +88,8 @@ const char* isa_name(Isa isa) {
       return "scalar";
     case Isa::Avx2:
       return "avx2";
+    case Isa::AvxVnni:
+      return "avxvnni";
     case Isa::Avx512:
       return "avx512";
     case Isa::Avx512Vnni:

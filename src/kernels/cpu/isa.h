@@ -3,7 +3,7 @@
 // Each variant is a separately compiled file (quant_avx2.cpp, quant_avx512.cpp) whose code may only
 // run after cpu_supports() said yes, so nothing here executes them from a static initialiser.
 // The active variant is the best one the CPU (and OS, for the AVX-512 register state) supports,
-// unless BRISK_ISA=scalar|avx2|avx512|avx512vnni forces one. Forcing a variant that is not
+// unless BRISK_ISA=scalar|avx2|avxvnni|avx512|avx512vnni forces one. Forcing a variant that is not
 // compiled in or that the CPU lacks throws brisk::Error at the first kernel lookup rather than
 // falling back: a forced variant exists for tests and comparisons, which must not silently run
 // different code.
@@ -11,16 +11,20 @@
 
 namespace brisk::kernels {
 
-// Ordered from least to most capable; each includes the previous one's instructions.
+// Ordered by preference (the best supported one is the default). Every variant above Scalar
+// includes Avx2, and Avx512Vnni includes Avx512; AvxVnni and the AVX-512 variants are otherwise
+// independent (client CPUs have AVX-VNNI without AVX-512; older AVX-512 servers lack AVX-VNNI), so
+// "isa >= Isa::Avx512" means "has AVX-512" and "isa >= Isa::Avx2" means "has AVX2".
 enum class Isa : int {
   Scalar = 0,
   Avx2 = 1,        // AVX2 + FMA + F16C
-  Avx512 = 2,      // Avx2 + AVX-512 F/BW/VL
-  Avx512Vnni = 3,  // Avx512 + AVX512-VNNI (vpdpbusd)
+  AvxVnni = 2,     // Avx2 + AVX-VNNI (VEX-encoded 256-bit vpdpbusd, e.g. Alder Lake)
+  Avx512 = 3,      // Avx2 + AVX-512 F/BW/VL
+  Avx512Vnni = 4,  // Avx512 + AVX512-VNNI (vpdpbusd)
 };
-inline constexpr int kIsaCount = 4;
+inline constexpr int kIsaCount = 5;
 
-const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512", "avx512vnni"
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avxvnni", "avx512", "avx512vnni"
 bool isa_compiled(Isa isa);     // false for x86 variants on other architectures
 bool cpu_supports(Isa isa);     // compiled, and the CPU and OS support it (detected once)
 Isa best_isa();                 // the most capable variant cpu_supports()
