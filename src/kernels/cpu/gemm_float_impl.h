@@ -63,10 +63,7 @@ struct GFloat {
     using F = typename V::F;
     const GemmArgs& a = *tl.a;
     F acc[G][NT];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    zero_tile<V>(acc);
     const float* x =
         reinterpret_cast<const float*>(a.side + static_cast<size_t>(tl.t0) * a.side_stride);
     const size_t xs = a.side_stride / sizeof(float);

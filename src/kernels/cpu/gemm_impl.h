@@ -157,10 +157,58 @@ inline void store_tile(const Tile& tl, typename V::F (&acc)[G][NT]) {
 
 // ---- Q4_0 and Q8_0 (activations: Q8_0 blocks; side data per block {float d, int32 corr}) ------
 
+// Zeroed accumulators of a tile.
+template <class V, int NT, int G>
+inline void zero_tile(typename V::F (&acc)[G][NT]) {
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+}
+
+// The tile of the 32-element block formats, shared through CRTP: K::unpack(block, q) gives a
+// block's 8 code vectors (vector j: elements 4j .. 4j + 3 of each row), K::dot one product step;
+// a block is d[R] f16 followed by the codes (K::kBlock bytes).
+template <class V, class K>
+struct GLegacy {
+  template <int NT, int G>
+  static void tile(const Tile& tl) {
+    using I = typename V::I;
+    using F = typename V::F;
+    const GemmArgs& a = *tl.a;
+    F acc[G][NT];
+    zero_tile<V>(acc);
+    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
+    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
+    const uint8_t* w = tl.w;
+    for (int64_t b = 0; b < a.n_in / kQK; ++b, w += K::kBlock) {
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const uint8_t* wg = w + g * tl.gstride;
+        const F dw = V::f16(wg);
+        I q[8];
+        K::unpack(wg, q);
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* y =
+              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+          const uint8_t* s = side + t * a.side_stride + b * 8;
+          I sum = V::set1_32(load_i32(s + 4));
+#pragma GCC unroll 16
+          for (int j = 0; j < 8; ++j) sum = K::dot(sum, q[j], y + 4 * j);
+          acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
+        }
+      }
+    }
+    store_tile<V>(tl, acc);
+  }
+};
+
 // Block: d[R] f16, then 4 vectors; vector m, word r = qs[4m .. 4m + 3] of row r: low nibbles are
 // elements 4m + i, high nibbles elements 16 + 4m + i.
 template <class V>
-struct GQ4_0 {
+struct GQ4_0 : GLegacy<V, GQ4_0<V>> {
+  using I = typename V::I;
   static constexpr int R = V::kRows, kStreams = 2;
   static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 4 * kVec;
   static size_t group_bytes(int64_t n_in) { return static_cast<size_t>(n_in / kQK) * kBlock; }
@@ -177,52 +225,25 @@ struct GQ4_0 {
                            dst + 2 * R + kVec * m);
     }
   }
-  template <int NT, int G>
-  static void tile(const Tile& tl) {
-    using I = typename V::I;
-    using F = typename V::F;
-    const GemmArgs& a = *tl.a;
+  static void unpack(const uint8_t* blk, I (&q)[8]) {
     const I m4 = V::set1_8(0x0F);
-    F acc[G][NT];
 #pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
-    const uint8_t* w = tl.w;
-    for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
-#pragma GCC unroll 4
-      for (int g = 0; g < G; ++g) {
-        const uint8_t* wg = w + g * tl.gstride;
-        const F dw = V::f16(wg);
-        I q[8];
-#pragma GCC unroll 16
-        for (int m = 0; m < 4; ++m) {
-          const I v = V::load(wg + 2 * R + kVec * m);
-          q[m] = V::and_(v, m4);
-          q[m + 4] = V::and_(V::shr16(v, 4), m4);
-        }
-#pragma GCC unroll 16
-        for (int t = 0; t < NT; ++t) {
-          const uint8_t* y =
-              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
-          const uint8_t* s = side + t * a.side_stride + b * 8;
-          I sum = V::set1_32(load_i32(s + 4));
-#pragma GCC unroll 16
-          for (int j = 0; j < 8; ++j) sum = V::dp_u8(sum, q[j], y + 4 * j);
-          acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
-        }
-      }
+    for (int m = 0; m < 4; ++m) {
+      const I v = V::load(blk + 2 * R + kVec * m);
+      q[m] = V::and_(v, m4);
+      q[m + 4] = V::and_(V::shr16(v, 4), m4);
     }
-    store_tile<V>(tl, acc);
+  }
+  static I dot(I acc, I w, const void* y4) {
+    return V::dp_u8(acc, w, y4);
   }
 };
 
 // Block: d[R] f16, then 8 vectors; vector j, word r = qs[4j .. 4j + 3] of row r. With VNNI the
 // codes are stored + 128 (xor 0x80) to be the unsigned operand; without, they stay signed (dp_s8).
 template <class V>
-struct GQ8_0 {
+struct GQ8_0 : GLegacy<V, GQ8_0<V>> {
+  using I = typename V::I;
   static constexpr int R = V::kRows, kStreams = 2;
   static constexpr size_t kVec = 4 * R, kBlock = 2 * R + 8 * kVec;
   static constexpr int kOffset = V::kVnni ? 128 : 0;
@@ -243,41 +264,12 @@ struct GQ8_0 {
       }
     }
   }
-  template <int NT, int G>
-  static void tile(const Tile& tl) {
-    using I = typename V::I;
-    using F = typename V::F;
-    const GemmArgs& a = *tl.a;
-    F acc[G][NT];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
-    const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
-    const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
-    const uint8_t* w = tl.w;
-    for (int64_t b = 0; b < a.n_in / kQK; ++b, w += kBlock) {
-#pragma GCC unroll 4
-      for (int g = 0; g < G; ++g) {
-        const uint8_t* wg = w + g * tl.gstride;
-        const F dw = V::f16(wg);
-        I q[8];
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; ++j) q[j] = V::load(wg + 2 * R + kVec * j);
-#pragma GCC unroll 16
-        for (int t = 0; t < NT; ++t) {
-          const uint8_t* y =
-              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
-          const uint8_t* s = side + t * a.side_stride + b * 8;
-          I sum = V::set1_32(load_i32(s + 4));
-#pragma GCC unroll 16
-          for (int j = 0; j < 8; ++j)
-            sum = kOffset ? V::dp_u8(sum, q[j], y + 4 * j) : V::dp_s8(sum, q[j], y + 4 * j);
-          acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
-        }
-      }
-    }
-    store_tile<V>(tl, acc);
+  static void unpack(const uint8_t* blk, I (&q)[8]) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) q[j] = V::load(blk + 2 * R + kVec * j);
+  }
+  static I dot(I acc, I w, const void* y4) {
+    return kOffset ? V::dp_u8(acc, w, y4) : V::dp_s8(acc, w, y4);
   }
 };
 
@@ -370,10 +362,7 @@ struct GQK4 {
     const GemmArgs& a = *tl.a;
     const I m4 = V::set1_8(0x0F), bit4 = V::set1_8(0x10);
     F acc[G][NT];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    zero_tile<V>(acc);
     const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
     const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
     alignas(64) float scf[G][8 * R];
@@ -518,10 +507,7 @@ struct GQ6_K {
     const GemmArgs& a = *tl.a;
     const I m6 = V::set1_8(0x3F), m2 = V::set1_8(0x03), m4 = V::set1_8(0x0C), m5 = V::set1_8(0x30);
     F acc[G][NT];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) acc[g][t] = V::zerof();
+    zero_tile<V>(acc);
     const uint8_t* act = a.act + static_cast<size_t>(tl.t0) * a.act_stride;
     const uint8_t* side = a.side + static_cast<size_t>(tl.t0) * a.side_stride;
     const uint8_t* w = tl.w;
