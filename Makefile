@@ -8,7 +8,7 @@ export BRISK_TESTDATA
 DEFAULT_MODEL := $(BUILD)/default-model.gguf
 PROMPT ?= Once upon a time
 
-.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format
+.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels
 
 all: build
 
@@ -44,6 +44,15 @@ fuzz-smoke: setup
 	@cmake --preset fuzz >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@ctest --preset fuzz
+
+# Speed benchmarks (not part of `make test`): the TinyLlama-shaped models of docs/PERFORMANCE.md
+# and the per-kernel micro-benchmarks.
+bench: build
+	@bash scripts/bench_speed.sh $(BUILD)/brisk
+
+bench-kernels: build
+	@cmake --build $(BUILD) --target bench_kernels
+	@./$(BUILD)/bench_kernels
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
