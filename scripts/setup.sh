@@ -2,7 +2,8 @@
 # Installs the Debian packages brisk needs to build and test. Idempotent: a no-op when all are present.
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
-      libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libicu-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libicu-dev
+      pkg-config libcpp-httplib-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
