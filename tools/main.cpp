@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   brisk::cli::add_synth_command(app);
   brisk::cli::add_convert_command(app);
   brisk::cli::add_bench_command(app);
+  brisk::cli::add_serve_command(app);
+  brisk::cli::add_bench_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
