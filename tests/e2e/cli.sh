@@ -37,7 +37,7 @@ expect() {
 
 # --help on every subcommand
 expect 0 "help" -- "$BRISK" --help
-for c in run inspect tokenize logits synth convert bench; do
+for c in run inspect tokenize logits synth convert bench serve bench-serve; do
   expect 0 "$c --help" -- "$BRISK" "$c" --help
   grep -q "Usage\|Options" "$TMP/out" || bad "$c --help printed no usage"
 done
@@ -103,6 +103,42 @@ expect 0 "bench --json" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 --warm
 grep -q "\"roofline\"" "$TMP/out" || bad "bench --json has no roofline"
 expect 0 "bench --bandwidth" -- "$BRISK" bench --bandwidth --bw-mib 8 -r 2 -t 2
 grep -q "GB/s" "$TMP/out" || bad "bench --bandwidth printed no table"
+
+# serve and bench-serve: bad flags, then a server on a free port, a second one on the same port
+# (refused with one line), a small load test against it (table and JSON), and SIGTERM -> exit 0.
+expect 2 "serve missing model" -- "$BRISK" serve --port 0
+expect 2 "serve bad port" -- "$BRISK" serve -m "$TMP/m.gguf" --port 70000
+expect 2 "serve bad kv type" -- "$BRISK" serve -m "$TMP/m.gguf" --kv-type q4_0
+expect 2 "serve bad chat template" -- "$BRISK" serve -m "$TMP/m.gguf" --chat-template nope
+expect 2 "serve model missing" -- "$BRISK" serve -m "$TMP/nope.gguf"
+expect 2 "bench-serve bad url" -- "$BRISK" bench-serve --url ftp://127.0.0.1:1
+expect 2 "bench-serve bad prefix" -- "$BRISK" bench-serve --shared-prefix 2
+expect 2 "bench-serve unreachable" -- "$BRISK" bench-serve --url http://127.0.0.1:1 -n 1
+"$BRISK" serve -m "$TMP/m.gguf" --port 0 -t 2 --max-num-seqs 4 2>"$TMP/serve.err" &
+SERVE_PID=$!
+URL=""
+for _ in $(seq 1 300); do
+  URL=$(sed -n 's|^serve: listening on \(http://[^ ]*\)$|\1|p' "$TMP/serve.err")
+  [ -n "$URL" ] && break
+  kill -0 $SERVE_PID 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$URL" ]; then
+  bad "serve did not start: $(cat "$TMP/serve.err")"
+else
+  expect 2 "serve port in use" -- timeout 60 "$BRISK" serve -m "$TMP/m.gguf" --port "${URL##*:}"
+  grep -q "cannot listen" "$TMP/err" || bad "port-in-use error does not say why"
+  expect 0 "bench-serve" -- "$BRISK" bench-serve --url "$URL" -c 4 -n 8 -p 40 -g 6 --shared-prefix 0.5
+  grep -q "generated tokens/s" "$TMP/out" || bad "bench-serve table has no throughput row"
+  expect 0 "bench-serve --json" -- "$BRISK" bench-serve --url "$URL" -c 2 -n 4 -p 40 -g 4 --shared-prefix 0.8 --json
+  grep -q '"errors": 0' "$TMP/out" || bad "bench-serve --json reports errors: $(cat "$TMP/out")"
+  grep -q '"generated_tokens": 16' "$TMP/out" || bad "bench-serve did not generate 4 x 4 tokens"
+  grep -q '"prefix_cache_hit_rate": 0\.[1-9]' "$TMP/out" || bad "bench-serve saw no prefix-cache hits"
+fi
+kill -TERM $SERVE_PID 2>/dev/null
+wait $SERVE_PID
+rc=$?
+[ "$rc" = 0 ] || bad "serve exited $rc after SIGTERM: $(tail -3 "$TMP/serve.err")"
 
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]
