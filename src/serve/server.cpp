@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -231,7 +232,13 @@ struct Server::Impl {
       if (r.stream) {
         stream(std::move(b), queue, *sr.id, r.include_usage, std::move(token), res);
       } else {
-        wait_whole(b, *queue, res);
+        try {
+          wait_whole(b, *queue, res);
+        } catch (...) {
+          queue->close();
+          eng.cancel(*sr.id);
+          throw;
+        }
       }
     } catch (const ApiError& e) {
       reply_error(res, e);
@@ -277,43 +284,57 @@ struct Server::Impl {
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) {
-          std::string out;
-          if (!st->started) {
-            st->started = true;
-            out = st->builder.role_chunks();
-          }
-          std::vector<engine::Event> events = st->queue->pop(kPollInterval);
-          for (const engine::Event& e : events) {
-            out += st->builder.chunk(e);
-            if (e.done && !st->finished) {
-              st->finished = true;
-              if (st->include_usage)
-                out += st->builder.usage_chunk(
-                    {e.prompt_tokens, e.completion_tokens, e.cached_prompt_tokens});
-              out += sse_done();
-            }
-          }
-          const auto now = Clock::now();
-          if (out.empty() && now - st->last_write >= kKeepAliveInterval) out = sse_keepalive();
-          if (!out.empty()) {
-            if (!sink.write(out.data(), out.size())) return false;  // client gone
-            st->last_write = now;
-          } else if (!sink.is_writable()) {
-            return false;
-          }
-          if (st->finished) sink.done();
-          return true;
-        },
+        [st](size_t, httplib::DataSink& sink) { return stream_step(*st, sink); },
         // Runs when httplib drops the response, however the stream ended: a stream that did not
         // reach its last event lost its client, so the engine stops work on it.
         [this, st](bool) {
           if (!st->finished) {
             st->queue->close();
-            eng.cancel(st->id);
+            try {
+              eng.cancel(st->id);
+            } catch (const std::exception& e) {  // runs in a destructor: never let it escape
+              std::fprintf(stderr, "serve: cancel of %s failed: %s\n", st->builder.id().c_str(),
+                           e.what());
+            }
           }
           st->token.reset();
         });
+  }
+
+  // One call of the chunked content provider: writes whatever events arrived (or a keep-alive
+  // comment when idle for a second). False ends the response: the client is gone, or a fault
+  // (httplib would not catch an exception thrown from here).
+  static bool stream_step(StreamState& st, httplib::DataSink& sink) noexcept {
+    try {
+      std::string out;
+      if (!st.started) {
+        st.started = true;
+        out = st.builder.role_chunks();
+      }
+      for (const engine::Event& e : st.queue->pop(kPollInterval)) {
+        out += st.builder.chunk(e);
+        if (e.done && !st.finished) {
+          st.finished = true;
+          if (st.include_usage)
+            out += st.builder.usage_chunk(
+                {e.prompt_tokens, e.completion_tokens, e.cached_prompt_tokens});
+          out += sse_done();
+        }
+      }
+      const auto now = Clock::now();
+      if (out.empty() && now - st.last_write >= kKeepAliveInterval) out = sse_keepalive();
+      if (!out.empty()) {
+        if (!sink.write(out.data(), out.size())) return false;  // client gone
+        st.last_write = now;
+      } else if (!sink.is_writable()) {
+        return false;
+      }
+      if (st.finished) sink.done();
+      return true;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "serve: stream %s ended: %s\n", st.builder.id().c_str(), e.what());
+      return false;
+    }
   }
 
   void shutdown() {
