@@ -654,7 +654,7 @@ class PropertyRun {
 TEST(SchedulerProperty, RandomizedAddStepAbortForkKeepsEveryInvariant) {
   uint64_t preemptions = 0, hits = 0;
   int64_t copies = 0;
-  for (const uint64_t seed : {1u, 2u, 3u, 4u, 5u, 6u}) {
+  for (const uint64_t seed : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u}) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed);
     PropertyRun run(seed);
     run.run(5000);
