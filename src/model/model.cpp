@@ -14,7 +14,7 @@ namespace brisk::model {
 // ---- InferenceState -------------------------------------------------------------------------
 
 InferenceState::InferenceState(const HParams& hp, int64_t n_ctx) : n_ctx_(n_ctx) {
-  check(n_ctx > 0 && n_ctx <= (int64_t{1} << 24), "context size ", n_ctx, " is out of range");
+  check(n_ctx >= 0 && n_ctx <= (int64_t{1} << 24), "context size ", n_ctx, " is out of range");
   const size_t per_layer = static_cast<size_t>(n_ctx * hp.kv_dim());
   k_.assign(static_cast<size_t>(hp.n_layer), std::vector<float>(per_layer));
   v_.assign(static_cast<size_t>(hp.n_layer), std::vector<float>(per_layer));
@@ -267,9 +267,9 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   const int64_t half = rope.n_dims / 2;
   const kernels::VecOps& vo = kernels::vec_ops();
   const bool adjacent = rope.layout == ops::RopeLayout::Adjacent;
-  float* kcache = st.k(layer);
-  float* vcache = st.v(layer);
   const int64_t kv_dim = hp.kv_dim();
+  float* kcache = c.paged ? nullptr : st.k(layer);
+  float* vcache = c.paged ? nullptr : st.v(layer);
   auto rope_tokens = [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       const float* cs = st.cos.data() + t * half;
@@ -278,8 +278,14 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
               cs, sn);
       vo.rope(k + t * kv_dim, static_cast<int>(hp.n_head_kv), rope.head_dim, rope.n_dims, adjacent,
               cs, sn);
-      std::copy(k + t * kv_dim, k + (t + 1) * kv_dim, kcache + (c.pos0 + t) * kv_dim);
-      std::copy(v + t * kv_dim, v + (t + 1) * kv_dim, vcache + (c.pos0 + t) * kv_dim);
+      const int64_t p = st.tok_pos[static_cast<size_t>(t)];
+      if (c.paged) {
+        const BatchSeq& sq = c.seqs[static_cast<size_t>(st.tok_seq[static_cast<size_t>(t)])];
+        c.paged->write(layer, sq.block_table, p, k + t * kv_dim, v + t * kv_dim);
+      } else {
+        std::copy(k + t * kv_dim, k + (t + 1) * kv_dim, kcache + p * kv_dim);
+        std::copy(v + t * kv_dim, v + (t + 1) * kv_dim, vcache + p * kv_dim);
+      }
     }
   };
   {
@@ -296,12 +302,23 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   s.head_dim = static_cast<int>(hp.head_dim);
   s.sliding_window = static_cast<int>(hp.sliding_window);
   s.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  // The contiguous f32 cache is one block of n_ctx tokens.
-  const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), hp.kv_dim());
-  const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), hp.kv_dim());
   {
     profile::Scope ps(profile::Op::Attention);
-    ops::attention(q, T, c.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
+    // One call per sequence (each over its own keys): a sequence's result is the same whatever
+    // else is in the batch.
+    for (const BatchSeq& sq : c.seqs) {
+      const int64_t off = sq.begin * hp.q_dim();
+      if (c.paged) {
+        const ops::KvView kview = c.paged->k_view(layer, sq.block_table.data());
+        const ops::KvView vview = c.paged->v_view(layer, sq.block_table.data());
+        ops::attention(q + off, sq.n, sq.pos0, kview, vview, s, att + off, st.attn_scratch, c.pool);
+      } else {
+        // The contiguous f32 cache is one block of n_ctx tokens.
+        const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), kv_dim);
+        const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), kv_dim);
+        ops::attention(q + off, sq.n, sq.pos0, kview, vview, s, att + off, st.attn_scratch, c.pool);
+      }
+    }
   }
   profile::Scope ps(profile::Op::AttnOut);
   ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
@@ -330,6 +347,40 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
   const int64_t pos0 = st.n_past;
   if (pos0 + T > st.n_ctx())
     fail("context full: ", pos0, " + ", T, " tokens exceed the context size ", st.n_ctx());
+  const BatchSeq seq{0, T, pos0, {}, true};
+  // Only the rows whose logits are wanted go through the final norm and the output matmul.
+  const int64_t row0 = all_logits ? 0 : T - 1;
+  const int64_t rows[2] = {row0, T - 1};  // a contiguous range [row0, T)
+  run(tokens, std::span(&seq, 1), nullptr, st, std::span<const int64_t>(rows, 2), logits, pool);
+  st.n_past = pos0 + T;
+}
+
+void Model::forward_batch(std::span<const int32_t> tokens, std::span<const BatchSeq> seqs,
+                          PagedKvCache& kv, InferenceState& st, std::vector<float>& logits,
+                          ThreadPool& pool) const {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  check(T > 0 && !seqs.empty(), "forward_batch: empty batch");
+  int64_t next = 0;
+  for (const BatchSeq& sq : seqs) {
+    check(sq.begin == next && sq.n > 0 && sq.begin + sq.n <= T && sq.pos0 >= 0,
+          "forward_batch: sequences must tile the batch in order");
+    check(sq.pos0 + sq.n <= static_cast<int64_t>(sq.block_table.size()) * kv.block_size(),
+          "forward_batch: positions [", sq.pos0, ", ", sq.pos0 + sq.n, ") beyond the block table");
+    next += sq.n;
+  }
+  check(next == T, "forward_batch: sequences cover ", next, " of ", T, " tokens");
+  // One [first, last] pair per sequence that wants logits: its last token.
+  std::vector<int64_t>& rows = st.out_rows;
+  rows.clear();
+  for (const BatchSeq& sq : seqs)
+    if (sq.logits) rows.insert(rows.end(), {sq.begin + sq.n - 1, sq.begin + sq.n - 1});
+  run(tokens, seqs, &kv, st, rows, logits, pool);
+}
+
+void Model::run(std::span<const int32_t> tokens, std::span<const BatchSeq> seqs,
+                PagedKvCache* paged, InferenceState& st, std::span<const int64_t> out_rows,
+                std::vector<float>& logits, ThreadPool& pool) const {
+  const int64_t T = static_cast<int64_t>(tokens.size());
   for (int32_t id : tokens)
     if (id < 0 || id >= hp_.n_vocab) fail("token id ", id, " out of range [0, ", hp_.n_vocab, ")");
 
@@ -346,24 +397,44 @@ void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::ve
       pool.parallel_for(T, embed);
   }
 
-  // RoPE angles of the T positions, shared by every layer.
+  // Positions of the T tokens and their RoPE angles, shared by every layer.
   const int64_t half = rope_.n_dims / 2;
   float* cs = sized(st.cos, T * half);
   float* sn = sized(st.sin, T * half);
-  for (int64_t t = 0; t < T; ++t) ops::rope_angles(rope_, pos0 + t, cs + t * half, sn + t * half);
+  int64_t* tp = sized(st.tok_pos, T);
+  int32_t* ts = sized(st.tok_seq, T);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    for (int64_t t = 0; t < seqs[i].n; ++t) {
+      tp[seqs[i].begin + t] = seqs[i].pos0 + t;
+      ts[seqs[i].begin + t] = static_cast<int32_t>(i);
+    }
+  for (int64_t t = 0; t < T; ++t) ops::rope_angles(rope_, tp[t], cs + t * half, sn + t * half);
 
-  BlockContext c{*this, st, pool, T, pos0};
+  BlockContext c{*this, st, pool, T, seqs, paged};
   for (int l = 0; l < hp_.n_layer; ++l) arch_->block(c, l);
 
-  // Only the rows whose logits are wanted go through the final norm and the (large) output matmul.
-  const int64_t first = all_logits ? 0 : T - 1;
-  const int64_t n_out = T - first;
+  // out_rows holds [first, last] pairs of batch rows whose logits are wanted; a single pair is
+  // used in place, several are gathered into one contiguous block first.
   profile::Scope ps(profile::Op::Output);
+  const float* src = x;
+  int64_t n_out = 0;
+  if (out_rows.size() == 2) {
+    src = x + out_rows[0] * hp_.n_embd;
+    n_out = out_rows[1] - out_rows[0] + 1;
+  } else {
+    for (size_t i = 0; i < out_rows.size(); i += 2) n_out += out_rows[i + 1] - out_rows[i] + 1;
+    float* g = sized(st.h, n_out * hp_.n_embd);
+    int64_t r = 0;
+    for (size_t i = 0; i < out_rows.size(); i += 2)
+      for (int64_t t = out_rows[i]; t <= out_rows[i + 1]; ++t, ++r)
+        std::copy(x + t * hp_.n_embd, x + (t + 1) * hp_.n_embd, g + r * hp_.n_embd);
+    src = g;
+  }
   logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
+  if (n_out == 0) return;
   const ops::LinearTarget out{&output_, nullptr, logits.data()};
-  ops::linear_multi(x + first * hp_.n_embd, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps},
-                    std::span(&out, 1), st.lin, pool);
-  st.n_past = pos0 + T;
+  ops::linear_multi(src, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps}, std::span(&out, 1),
+                    st.lin, pool);
 }
 
 }  // namespace brisk::model

@@ -15,6 +15,7 @@
 #include "io/model_file.h"
 #include "model/arch.h"
 #include "model/hparams.h"
+#include "model/paged_kv.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 #include "ops/rope.h"
@@ -30,7 +31,8 @@ struct LayerWeights {
 };
 
 // Per-sequence state: the KV cache (f32, (n_ctx, kv_dim) per layer) and reusable activation
-// buffers, so the decode loop does not allocate.
+// buffers, so the decode loop does not allocate. With n_ctx == 0 it holds no cache: scratch for
+// forward_batch, whose K/V live in a PagedKvCache.
 class InferenceState {
  public:
   InferenceState(const HParams& hp, int64_t n_ctx);
@@ -43,11 +45,23 @@ class InferenceState {
   // Scratch, sized on demand for a batch of T tokens.
   std::vector<float> x, h, q, kc, vc, attn, o, gate, up, cos, sin;
   std::vector<float> attn_scratch;
+  std::vector<int64_t> tok_pos;   // per batch token: its position
+  std::vector<int32_t> tok_seq;   // per batch token: its sequence (index into the batch's seqs)
+  std::vector<int64_t> out_rows;  // [first, last] pairs of rows whose logits forward_batch returns
   ops::LinearScratch lin;
 
  private:
   int64_t n_ctx_;
   std::vector<std::vector<float>> k_, v_;
+};
+
+// One sequence's part of a batch for Model::forward_batch: batch tokens [begin, begin + n) are its
+// positions [pos0, pos0 + n); its K/V (positions [0, pos0 + n) after the write) live in the
+// blocks of block_table. With logits set, its last token's logits are returned.
+struct BatchSeq {
+  int64_t begin = 0, n = 0, pos0 = 0;
+  std::span<const int32_t> block_table;
+  bool logits = true;
 };
 
 class Model {
@@ -73,12 +87,24 @@ class Model {
   void forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,
                bool all_logits, ThreadPool& pool) const;
 
+  // One pass over a batch of sequences at different positions (continuous batching): the matrix
+  // products run over all tokens at once (one int8 GEMM per weight), attention per sequence over
+  // its paged K/V. st is scratch only (n_ctx may be 0). logits: (number of seqs with logits,
+  // n_vocab), in seqs order. The result for a sequence does not depend on the rest of the batch.
+  void forward_batch(std::span<const int32_t> tokens, std::span<const BatchSeq> seqs,
+                     PagedKvCache& kv, InferenceState& st, std::vector<float>& logits,
+                     ThreadPool& pool) const;
+
  private:
   Model() = default;
   static std::unique_ptr<Model> load_checked(io::ModelFile file);
   // Repacks every matrix the active ISA has a packed GEMM kernel for (kernels/cpu/gemm.h) into one
   // buffer, in the order a forward pass reads them.
   void pack_weights();
+  // The shared body of forward and forward_batch: embeddings, layers, then logits of out_rows.
+  void run(std::span<const int32_t> tokens, std::span<const BatchSeq> seqs, PagedKvCache* paged,
+           InferenceState& st, std::span<const int64_t> out_rows, std::vector<float>& logits,
+           ThreadPool& pool) const;
   io::ModelFile file_;
   HParams hp_;
   const ArchSpec* arch_ = nullptr;
@@ -97,7 +123,8 @@ struct BlockContext {
   InferenceState& st;
   ThreadPool& pool;
   int64_t T;
-  int64_t pos0;
+  std::span<const BatchSeq> seqs;  // the sequences the T tokens belong to (st.tok_pos/tok_seq)
+  PagedKvCache* paged;             // nullptr: one sequence in st's contiguous cache
 };
 
 // Shared layers used by the architecture files.

@@ -159,11 +159,16 @@ void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const K
         "attention: ", s.n_head, " heads of ", s.head_dim, " are too many");
   check(T >= 0 && pos0 >= 0 && pos0 + T <= kernels::kAttnMaxPositions, "attention: positions [",
         pos0, ", ", pos0 + T, ") outside [0, ", kernels::kAttnMaxPositions, ")");
-  for (const KvView* kv : {&k, &v})
-    check((kv->type == DType::F32 || kv->type == DType::F16) && kv->base && kv->block_tokens > 0 &&
+  for (const KvView* kv : {&k, &v}) {
+    check((kv->type == DType::F32 || kv->type == DType::F16 || kv->type == DType::Q8_0) &&
+              kv->base && kv->block_tokens > 0 &&
               kv->token_stride >= static_cast<int64_t>(s.n_head_kv) * s.head_dim,
-          "attention: K/V view must be f32 or f16 with block_tokens > 0 and token_stride >= ",
+          "attention: K/V view must be f32, f16 or q8_0 with block_tokens > 0 and token_stride >= ",
           s.n_head_kv * s.head_dim);
+    check(kv->type != DType::Q8_0 ||
+              (s.head_dim % 32 == 0 && kv->token_stride % 32 == 0 && kv->block_stride % 32 == 0),
+          "attention: a q8_0 K/V cache needs head_dim and strides that are multiples of 32");
+  }
   if (T == 0) return;
 
   const kernels::Isa isa = opt.isa ? *opt.isa : kernels::active_isa_kind();

@@ -1,8 +1,8 @@
 // Tiled attention (kernels/cpu/attention.h, ops::attention) against a naive double-precision
 // reference written here: every kernel variant this CPU supports (others are skipped) plus the
-// scalar one, pools of 1 and 2 threads, causal offsets, GQA/MQA/MHA, sliding windows, f32 and f16
-// K/V, contiguous and shuffled paged storage, and forced flash-decoding splits. F16 K/V are
-// compared with a reference that uses the same rounded values, so both get the f32 tolerance.
+// scalar one, pools of 1 and 2 threads, causal offsets, GQA/MQA/MHA, sliding windows, f32, f16
+// and q8_0 K/V, contiguous and shuffled paged storage, and forced flash-decoding splits. F16 K/V
+// are compared with a reference that uses the same rounded values, so both get the f32 tolerance.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -55,6 +55,7 @@ struct Case {
 struct KvStore {
   std::vector<float> f32;
   std::vector<uint16_t> f16;
+  std::vector<uint8_t> q8;  // q8_0: element e in the 34-byte block e / 32
   std::vector<int32_t> table;
   std::vector<double> values;
   kernels::KvView view;
@@ -74,8 +75,10 @@ KvStore make_kv(const Case& c, std::mt19937& rng) {
     n_blocks = 1;
   } else {
     v.block_tokens = c.block_tokens;
-    v.token_stride = row + 8;  // padded token rows and blocks catch stride mix-ups
-    v.block_stride = v.block_tokens * v.token_stride + 24;
+    // Padded token rows and blocks catch stride mix-ups (q8_0 pads by whole 32-element blocks).
+    const bool q8 = c.type == DType::Q8_0;
+    v.token_stride = row + (q8 ? 32 : 8);
+    v.block_stride = v.block_tokens * v.token_stride + (q8 ? 64 : 24);
     n_blocks = (ctx + c.block_tokens - 1) / c.block_tokens + 2;  // two spare physical blocks
     std::vector<int32_t> perm(static_cast<size_t>(n_blocks));
     for (int32_t i = 0; i < n_blocks; ++i) perm[i] = i;
@@ -86,8 +89,14 @@ KvStore make_kv(const Case& c, std::mt19937& rng) {
   const size_t n = static_cast<size_t>(n_blocks * v.block_stride);
   if (c.type == DType::F32) {
     s.f32.assign(n, std::numeric_limits<float>::quiet_NaN());
-  } else {
+  } else if (c.type == DType::F16) {
     s.f16.assign(n, 0x7e00);  // f16 NaN
+  } else {
+    s.q8.assign(n / 32 * 34, 0);
+    for (size_t b = 0; b < n / 32; ++b) {  // NaN scales poison any block read by mistake
+      s.q8[b * 34] = 0x00;
+      s.q8[b * 34 + 1] = 0x7e;
+    }
   }
   std::normal_distribution<float> nd(0.0f, 1.0f);
   s.values.resize(static_cast<size_t>(ctx * row));
@@ -95,6 +104,25 @@ KvStore make_kv(const Case& c, std::mt19937& rng) {
     const int64_t blk = j / v.block_tokens, off = j % v.block_tokens;
     const int64_t phys = v.block_table ? v.block_table[blk] : blk;
     const int64_t e0 = phys * v.block_stride + off * v.token_stride;
+    if (c.type == DType::Q8_0) {
+      // Round-to-nearest q8_0 blocks; the reference sees the dequantised values.
+      for (int64_t b0 = 0; b0 < row; b0 += 32) {
+        float x[32], amax = 0;
+        for (float& xi : x) amax = std::max(amax, std::fabs(xi = nd(rng)));
+        const uint16_t dh = f32_to_f16(amax / 127.0f);
+        const float d = f16_to_f32(dh);
+        uint8_t* blk_p = s.q8.data() + (e0 + b0) / 32 * 34;
+        blk_p[0] = static_cast<uint8_t>(dh & 0xff);
+        blk_p[1] = static_cast<uint8_t>(dh >> 8);
+        for (int i = 0; i < 32; ++i) {
+          const int qi = d > 0 ? static_cast<int>(std::lround(x[i] / d)) : 0;
+          blk_p[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(qi, -127, 127)));
+          s.values[static_cast<size_t>(j * row + b0 + i)] =
+              static_cast<double>(d * static_cast<float>(static_cast<int8_t>(blk_p[2 + i])));
+        }
+      }
+      continue;
+    }
     for (int64_t i = 0; i < row; ++i) {
       float x = nd(rng);
       if (c.type == DType::F32) {
@@ -107,7 +135,9 @@ KvStore make_kv(const Case& c, std::mt19937& rng) {
       s.values[static_cast<size_t>(j * row + i)] = x;
     }
   }
-  v.base = c.type == DType::F32 ? static_cast<const void*>(s.f32.data()) : s.f16.data();
+  v.base = c.type == DType::F32   ? static_cast<const void*>(s.f32.data())
+           : c.type == DType::F16 ? static_cast<const void*>(s.f16.data())
+                                  : static_cast<const void*>(s.q8.data());
   return s;
 }
 
@@ -216,13 +246,14 @@ TEST(Attention, SweepsQueryLengthsOffsetsAndHeadSizes) {
     for (int64_t pos0 : {0, 3, 511, 2000})
       for (int d : {64, 128, 80, 40}) {
         Case c;
+        const bool q8_ok = d % 32 == 0;
         c.T = T;
         c.pos0 = pos0;
         c.head_dim = d;
         c.n_head = heads[i % 3][0];
         c.n_head_kv = heads[i % 3][1];
         c.window = windows[i / 3 % 3];
-        c.type = i / 2 % 2 ? DType::F16 : DType::F32;
+        c.type = i / 2 % 3 == 1 ? DType::F16 : i / 2 % 3 == 2 && q8_ok ? DType::Q8_0 : DType::F32;
         check_case(c);
         ++i;
       }
@@ -247,7 +278,7 @@ TEST(Attention, GroupsWindowsAndTypesAllCombinations) {
 
 TEST(Attention, PagedShuffledBlockTable) {
   for (int bt : {16, 5, 64})
-    for (DType type : {DType::F32, DType::F16})
+    for (DType type : {DType::F32, DType::F16, DType::Q8_0})
       for (const auto& tp :
            {std::pair<int64_t, int64_t>{1, 700}, std::pair<int64_t, int64_t>{70, 33},
             std::pair<int64_t, int64_t>{3, 129}}) {
@@ -352,7 +383,10 @@ TEST(Attention, RejectsBadShapes) {
   EXPECT_THROW(call({8, 3, 64, 0, 0.125f}, in.k.view), Error);   // heads not a multiple
   EXPECT_THROW(call({8, 2, 512, 0, 0.125f}, in.k.view), Error);  // head_dim too large
   kernels::KvView bad = in.k.view;
+  bad.type = DType::Q4_0;
+  EXPECT_THROW(call(ok, bad), Error);
   bad.type = DType::Q8_0;
+  bad.token_stride += 8;  // q8_0 rows must start on whole 32-element blocks
   EXPECT_THROW(call(ok, bad), Error);
   bad = in.k.view;
   bad.block_tokens = 0;

@@ -21,7 +21,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Pointers to the d floats of keys j0 .. j0 + nk - 1 of one head; f16 rows are converted into
-// buf ([nk][d]).
+// buf ([nk][d]), q8_0 rows dequantised there.
 void rows_of(const KvView& kv, int64_t j0, int64_t nk, int64_t head_off, int d, float* buf,
              const float** rows) {
   for (int64_t j = 0; j < nk; ++j) {
@@ -30,9 +30,12 @@ void rows_of(const KvView& kv, int64_t j0, int64_t nk, int64_t head_off, int d, 
     const int64_t e = phys * kv.block_stride + off * kv.token_stride + head_off;
     if (kv.type == DType::F32) {
       rows[j] = static_cast<const float*>(kv.base) + e;
-    } else {
+    } else if (kv.type == DType::F16) {
       const uint16_t* src = static_cast<const uint16_t*>(kv.base) + e;
       for (int i = 0; i < d; ++i) buf[j * d + i] = f16_to_f32(src[i]);
+      rows[j] = buf + j * d;
+    } else {
+      kv_q8_0_row(kv.base, e, d, buf + j * d);
       rows[j] = buf + j * d;
     }
   }

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/half.h"
 #include "kernels/cpu/isa.h"
 
 namespace brisk::kernels {
@@ -32,14 +33,29 @@ inline constexpr int64_t kAttnMaxPositions = int64_t{1} << 24;
 //   block_table[j / block_tokens] * block_stride + (j % block_tokens) * token_stride + h * head_dim
 // of base (identity table when block_table is nullptr). The contiguous cache (n_ctx, n_head_kv,
 // head_dim) is one block of n_ctx tokens with token_stride = n_head_kv * head_dim.
+// Q8_0 caches count elements the same way (every offset a multiple of 32: head_dim % 32 == 0);
+// element e lives in the 34-byte block e / 32 (kv_q8_0_row).
 struct KvView {
-  const void* base = nullptr;            // f32 or f16 elements
-  DType type = DType::F32;               // DType::F32 or DType::F16
+  const void* base = nullptr;            // f32, f16 or q8_0 elements
+  DType type = DType::F32;               // DType::F32, DType::F16 or DType::Q8_0
   int64_t block_tokens = 0;              // tokens per block
   int64_t block_stride = 0;              // elements from one physical block to the next
   int64_t token_stride = 0;              // elements from one token to the next inside a block
   const int32_t* block_table = nullptr;  // logical block -> physical block; nullptr = identity
 };
+
+// Q8_0 rows in a KV cache: d elements starting at element e (e % 32 == 0, d % 32 == 0) are
+// d / 32 blocks of (f16 scale, 32 int8) at byte offset e / 32 * 34. Scalar loops: the compiler
+// vectorises them under each kernel file's ISA flags, and the products d * q are exact in f32 so
+// every variant gives the same floats.
+inline void kv_q8_0_row(const void* base, int64_t e, int d, float* dst) {
+  const uint8_t* p = static_cast<const uint8_t*>(base) + e / 32 * 34;
+  for (int b = 0; b < d / 32; ++b, p += 34) {
+    const float scale = f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+    const int8_t* q = reinterpret_cast<const int8_t*>(p + 2);
+    for (int i = 0; i < 32; ++i) dst[b * 32 + i] = scale * static_cast<float>(q[i]);
+  }
+}
 
 // One work item. q rows: query token t (position pos + t), head g of the group at
 // q + t * q_stride + g * head_dim (head_dim floats, unscaled). Keys visible to the query at p are

@@ -190,7 +190,7 @@ struct AttnKernel {
   static constexpr int L = V::L;
 
   // Pointers to the head_dim floats of keys j0 .. j0 + nk - 1 of one head (element offset
-  // head_off in each token row). F16 rows are converted into buf ([nk][d]) first.
+  // head_off in each token row). F16 and Q8_0 rows are converted into buf ([nk][d]) first.
   // With pack, f32 rows are copied too: rows a power-of-two stride apart (token_stride =
   // n_head_kv * head_dim floats, e.g. 1 KiB) all fall into a few L1 sets and evict each other
   // while a tile is re-read for every group of rows; the copy costs little next to that re-use.
@@ -209,11 +209,14 @@ struct AttnKernel {
         } else {
           rows[j] = src;
         }
-      } else {
+      } else if (kv.type == DType::F16) {
         const uint16_t* src = static_cast<const uint16_t*>(kv.base) + e;
         float* dst = buf + j * d;
         for (int i = 0; i < d; i += W::L) W::store(dst + i, W::load_f16(src + i));
         rows[j] = dst;
+      } else {
+        kv_q8_0_row(kv.base, e, d, buf + j * d);
+        rows[j] = buf + j * d;
       }
       if (++off == kv.block_tokens) {
         off = 0;
