@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -85,17 +86,23 @@ void serve_main(ServeArgs a) {
   serve::Server server(eng, sc);
   const int port = server.bind();
 
+  // The first signal drains (on its own thread, so this one keeps listening); a second one, for
+  // an operator who will not wait, exits at once.
   std::atomic<bool> stopped{false};
+  std::thread drainer;
   std::thread watcher([&] {
     const timespec poll{0, 200'000'000};
     while (!stopped.load()) {
       const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
-      if (sig == SIGINT || sig == SIGTERM) {
-        std::fprintf(stderr, "serve: %s, draining (up to %g s) ...\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM", sc.drain_seconds);
-        server.shutdown();
-        return;
+      if (sig != SIGINT && sig != SIGTERM) continue;
+      const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+      if (drainer.joinable()) {
+        std::fprintf(stderr, "serve: second %s, exiting without waiting\n", name);
+        std::_Exit(1);
       }
+      std::fprintf(stderr, "serve: %s, draining (up to %g s; signal again to quit now) ...\n", name,
+                   sc.drain_seconds);
+      drainer = std::thread([&] { server.shutdown(); });
     }
   });
   if (!note.empty()) std::fprintf(stderr, "serve: note: %s\n", note.c_str());
@@ -106,6 +113,7 @@ void serve_main(ServeArgs a) {
   server.run();
   stopped.store(true);
   watcher.join();
+  if (drainer.joinable()) drainer.join();
   std::fprintf(stderr, "serve: stopped\n");
 }
 

@@ -98,12 +98,10 @@ httplib::Headers auth_headers(const std::string& api_key) {
 
 }  // namespace
 
-HttpReply http_get(const ServerUrl& u, const std::string& path, const std::string& api_key) {
-  httplib::Client cli(u.host, u.port);
-  cli.set_connection_timeout(10);
-  cli.set_read_timeout(60);
+namespace {
+
+HttpReply reply_of(const httplib::Result& res) {
   HttpReply r;
-  auto res = cli.Get(path, auth_headers(api_key));
   if (!res) {
     r.error = httplib::to_string(res.error());
     return r;
@@ -111,6 +109,23 @@ HttpReply http_get(const ServerUrl& u, const std::string& path, const std::strin
   r.status = res->status;
   r.body = res->body;
   return r;
+}
+
+}  // namespace
+
+HttpReply http_get(const ServerUrl& u, const std::string& path, const std::string& api_key) {
+  httplib::Client cli(u.host, u.port);
+  cli.set_connection_timeout(10);
+  cli.set_read_timeout(60);
+  return reply_of(cli.Get(path, auth_headers(api_key)));
+}
+
+HttpReply http_post(const ServerUrl& u, const std::string& path, const std::string& api_key,
+                    const std::string& json_body) {
+  httplib::Client cli(u.host, u.port);
+  cli.set_connection_timeout(10);
+  cli.set_read_timeout(600);
+  return reply_of(cli.Post(path, auth_headers(api_key), json_body, "application/json"));
 }
 
 StreamResult stream_completion(const ServerUrl& u, const std::string& path,

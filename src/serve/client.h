@@ -41,6 +41,8 @@ struct HttpReply {
   std::string error;  // transport error, when status is 0
 };
 HttpReply http_get(const ServerUrl& u, const std::string& path, const std::string& api_key);
+HttpReply http_post(const ServerUrl& u, const std::string& path, const std::string& api_key,
+                    const std::string& json_body);
 
 // One streamed completion: POSTs `body` (which must ask for stream + include_usage) to `path`.
 struct StreamResult {
