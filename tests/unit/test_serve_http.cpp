@@ -4,6 +4,7 @@
 // tests (tests/e2e/openai) cover the rest; these run where Node.js is not installed.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -154,13 +155,15 @@ TEST_F(ServeHttp, StreamedCompletion) {
 
 TEST_F(ServeHttp, ShutdownLetsAStreamFinishThenRefuses) {
   StreamResult s;
+  std::atomic<bool> client_done{false};
   std::thread client([&] {
     s = stream_completion(url_, "/v1/completions", "k",
                           R"({"prompt": [1, 2, 3], "max_tokens": 150, "ignore_eos": true,
                               "stream": true, "stream_options": {"include_usage": true}})");
+    client_done = true;
   });
   // Wait until the request runs, then shut down while it streams.
-  for (int i = 0; i < 500 && eng_->metrics().running == 0; ++i)
+  for (int i = 0; i < 500 && eng_->metrics().running == 0 && !client_done; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::thread stopper([&] { server_->shutdown(); });
   client.join();
