@@ -61,7 +61,8 @@ struct TokenLogprob {
   float logprob = 0;
 };
 // For one generated token: its own logprob and the top alternatives (most likely first), taken
-// from the model's distribution after logit bias and penalties, before temperature and filters.
+// from the model's own distribution (log-softmax of the raw logits: before logit bias, penalties,
+// temperature and filters, as vLLM reports them by default).
 struct LogprobEntry {
   TokenLogprob chosen;
   std::vector<TokenLogprob> top;
