@@ -8,7 +8,7 @@ export BRISK_TESTDATA
 DEFAULT_MODEL := $(BUILD)/default-model.gguf
 PROMPT ?= Once upon a time
 
-.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels
+.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels bench-serve soak
 
 all: build
 
@@ -49,6 +49,14 @@ fuzz-smoke: setup
 # and the per-kernel micro-benchmarks.
 bench: build
 	@bash scripts/bench_speed.sh $(BUILD)/brisk
+
+# The serving benchmark (brisk serve + brisk bench-serve at 1/8/16/32 streams).
+bench-serve: build
+	@bash scripts/bench_serve.sh $(BUILD)/brisk
+
+# A bounded soak of the server (SOAK_SECONDS, default 600): mixed load, hang-ups, no leak.
+soak: build
+	@bash scripts/soak_serve.sh $(BUILD)/brisk
 
 bench-kernels: build
 	@cmake --build $(BUILD) --target bench_kernels
