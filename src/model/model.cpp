@@ -304,20 +304,23 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   s.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   {
     profile::Scope ps(profile::Op::Attention);
-    // One call per sequence (each over its own keys): a sequence's result is the same whatever
-    // else is in the batch.
-    for (const BatchSeq& sq : c.seqs) {
-      const int64_t off = sq.begin * hp.q_dim();
-      if (c.paged) {
-        const ops::KvView kview = c.paged->k_view(layer, sq.block_table.data());
-        const ops::KvView vview = c.paged->v_view(layer, sq.block_table.data());
-        ops::attention(q + off, sq.n, sq.pos0, kview, vview, s, att + off, st.attn_scratch, c.pool);
-      } else {
-        // The contiguous f32 cache is one block of n_ctx tokens.
-        const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), kv_dim);
-        const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), kv_dim);
-        ops::attention(q + off, sq.n, sq.pos0, kview, vview, s, att + off, st.attn_scratch, c.pool);
+    // Each sequence over its own keys, all in one pass over the pool: a sequence's result is the
+    // same whatever else is in the batch.
+    if (c.paged) {
+      st.attn_seqs.clear();
+      for (const BatchSeq& sq : c.seqs) {
+        const int64_t off = sq.begin * hp.q_dim();
+        st.attn_seqs.push_back(ops::AttnSeq{q + off, att + off, sq.n, sq.pos0,
+                                            c.paged->k_view(layer, sq.block_table.data()),
+                                            c.paged->v_view(layer, sq.block_table.data())});
       }
+      ops::attention_batch(st.attn_seqs, s, st.attn_scratch, st.attn_items, c.pool);
+    } else {
+      // One sequence; the contiguous f32 cache is one block of n_ctx tokens.
+      const BatchSeq& sq = c.seqs[0];
+      const ops::KvView kview = ops::contiguous_kv(kcache, st.n_ctx(), kv_dim);
+      const ops::KvView vview = ops::contiguous_kv(vcache, st.n_ctx(), kv_dim);
+      ops::attention(q, sq.n, sq.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
     }
   }
   profile::Scope ps(profile::Op::AttnOut);

@@ -45,9 +45,12 @@ class InferenceState {
   // Scratch, sized on demand for a batch of T tokens.
   std::vector<float> x, h, q, kc, vc, attn, o, gate, up, cos, sin;
   std::vector<float> attn_scratch;
-  std::vector<int64_t> tok_pos;   // per batch token: its position
-  std::vector<int32_t> tok_seq;   // per batch token: its sequence (index into the batch's seqs)
-  std::vector<int64_t> out_rows;  // [first, last] pairs of rows whose logits forward_batch returns
+  std::vector<int64_t> tok_pos;  // per batch token: its position
+  std::vector<int32_t> tok_seq;  // per batch token: its sequence (index into the batch's seqs)
+  std::vector<int64_t> out_rows;
+  std::vector<ops::AttnSeq> attn_seqs;  // forward_batch: the sequences' attention arguments
+  std::vector<int64_t>
+      attn_items;  // [first, last] pairs of rows whose logits forward_batch returns
   ops::LinearScratch lin;
 
  private:

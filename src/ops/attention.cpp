@@ -143,11 +143,7 @@ struct Job {
   }
 };
 
-}  // namespace
-
-void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const KvView& v,
-               const AttentionShape& s, float* out, std::vector<float>& scratch, ThreadPool& pool,
-               const AttentionOptions& opt) {
+void check_shape(const AttentionShape& s) {
   check(s.n_head > 0 && s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0, "attention: n_head ",
         s.n_head, " is not a positive multiple of n_head_kv ", s.n_head_kv);
   check(s.head_dim >= 1 && s.head_dim <= kernels::kAttnMaxHeadDim, "attention: head_dim ",
@@ -157,6 +153,9 @@ void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const K
   // The vector kernels address a tile's query rows with int32 element offsets.
   check(static_cast<int64_t>(s.n_head) * s.head_dim * kernels::kAttnMaxRows < (int64_t{1} << 31),
         "attention: ", s.n_head, " heads of ", s.head_dim, " are too many");
+}
+
+void check_seq(int64_t T, int64_t pos0, const KvView& k, const KvView& v, const AttentionShape& s) {
   check(T >= 0 && pos0 >= 0 && pos0 + T <= kernels::kAttnMaxPositions, "attention: positions [",
         pos0, ", ", pos0 + T, ") outside [0, ", kernels::kAttnMaxPositions, ")");
   for (const KvView* kv : {&k, &v}) {
@@ -169,6 +168,15 @@ void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const K
               (s.head_dim % 32 == 0 && kv->token_stride % 32 == 0 && kv->block_stride % 32 == 0),
           "attention: a q8_0 K/V cache needs head_dim and strides that are multiples of 32");
   }
+}
+
+}  // namespace
+
+void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const KvView& v,
+               const AttentionShape& s, float* out, std::vector<float>& scratch, ThreadPool& pool,
+               const AttentionOptions& opt) {
+  check_shape(s);
+  check_seq(T, pos0, k, v, s);
   if (T == 0) return;
 
   const kernels::Isa isa = opt.isa ? *opt.isa : kernels::active_isa_kind();
@@ -200,6 +208,88 @@ void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const K
   if (plan.chunks == 1) return;
   pool.parallel_for(plan.n_tiles * s.n_head_kv,
                     [j = &job](int64_t b, int64_t e, int) { j->merge(b, e); });
+}
+
+void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
+                     std::vector<float>& scratch, std::vector<int64_t>& items, ThreadPool& pool) {
+  check_shape(s);
+  for (const AttnSeq& a : seqs) check_seq(a.T, a.pos0, a.k, a.v, s);
+  const int threads = pool.size();
+  // A sequence whose own plan splits its keys (a long context with few work items) runs alone,
+  // through attention(); every other one joins the shared pass, where its tiles are exactly the
+  // ones attention() would run for it alone. So the result for a sequence never depends on the
+  // rest of the batch (batch invariance), only the scheduling does.
+  // items[i] = first shared work item of sequence i (items[n] = total; 0 items when alone).
+  items.resize(seqs.size() + 1);
+  int64_t total = 0, max_rows = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    items[i] = total;
+    if (seqs[i].T == 0) continue;
+    const Plan p = make_plan(seqs[i].T, seqs[i].pos0, s, threads, {});
+    if (p.chunks > 1) continue;
+    total += p.n_tiles * s.n_head_kv;
+    max_rows = std::max(max_rows, p.max_rows);
+  }
+  items[seqs.size()] = total;
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i].T > 0 && items[i + 1] == items[i]) {
+      const AttnSeq& a = seqs[i];
+      attention(a.q, a.T, a.pos0, a.k, a.v, s, a.out, scratch, pool);
+    }
+  if (total == 0) return;
+  const kernels::AttnTileFn tile_fn = kernels::attention_tile_fn(s.head_dim);
+  const int group = s.n_head / s.n_head_kv;
+  const int64_t d = s.head_dim;
+  const int64_t q_stride = static_cast<int64_t>(s.n_head) * d;
+  const size_t work = align_up(kernels::attention_work_floats(max_rows, s.head_dim));
+  const size_t need = kAlign + work * static_cast<size_t>(threads);
+  if (scratch.size() < need) scratch.resize(need);
+  float* base = scratch.data();
+  base += (kAlign - reinterpret_cast<uintptr_t>(base) / sizeof(float) % kAlign) % kAlign;
+
+  std::atomic<int64_t> next{0};
+  struct Ctx {
+    std::span<const AttnSeq> seqs;
+    const std::vector<int64_t>& items;
+    const AttentionShape& s;
+    kernels::AttnTileFn tile_fn;
+    int group, threads;
+    int64_t d, q_stride, total;
+    size_t work;
+    float* base;
+    std::atomic<int64_t>& next;
+    void run(int tid) const {
+      float* w = base + work * static_cast<size_t>(tid);
+      for (;;) {
+        const int64_t item = next.fetch_add(1, std::memory_order_relaxed);
+        if (item >= total) break;
+        const size_t si = static_cast<size_t>(
+            std::upper_bound(items.begin(), items.end() - 1, item) - items.begin() - 1);
+        const AttnSeq& q = seqs[si];
+        const Plan plan = make_plan(q.T, q.pos0, s, threads, {});
+        const int64_t local = item - items[si];
+        const int64_t ti = plan.n_tiles - 1 - local / s.n_head_kv;
+        const int hk = static_cast<int>(local % s.n_head_kv);
+        const int64_t t0 = ti * plan.q_tile;
+        kernels::AttnTile a;
+        a.q = q.q + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
+        a.q_stride = q_stride;
+        a.n_q = std::min(plan.q_tile, q.T - t0);
+        a.pos = q.pos0 + t0;
+        a.group = group;
+        a.head_dim = s.head_dim;
+        a.kv_head = hk;
+        a.window = s.sliding_window;
+        a.scale = s.scale;
+        a.key_begin = 0;
+        a.key_end = a.pos + a.n_q;
+        a.out = q.out + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
+        a.out_stride = q_stride;
+        tile_fn(a, q.k, q.v, w);
+      }
+    }
+  } ctx{seqs, items, s, tile_fn, group, threads, d, q_stride, total, work, base, next};
+  pool.parallel_for(threads, [c = &ctx](int64_t, int64_t, int tid) { c->run(tid); });
 }
 
 }  // namespace brisk::ops

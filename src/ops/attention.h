@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -41,5 +42,21 @@ inline KvView contiguous_kv(const float* base, int64_t n_ctx, int64_t token_stri
 void attention(const float* q, int64_t T, int64_t pos0, const KvView& k, const KvView& v,
                const AttentionShape& s, float* out, std::vector<float>& scratch, ThreadPool& pool,
                const AttentionOptions& opt = {});
+
+// One sequence of a batch for attention_batch: q / out as in attention(), its own K/V views.
+struct AttnSeq {
+  const float* q = nullptr;
+  float* out = nullptr;
+  int64_t T = 0, pos0 = 0;
+  KvView k, v;
+};
+
+// attention() for several sequences at once (continuous batching): every (sequence, query tile,
+// KV head) becomes one work item of a single pass over the pool, instead of one pool dispatch per
+// sequence. A sequence that attention() would split along its keys (flash-decoding: a long context
+// with few work items) gets its own attention() call. Each output is computed exactly as
+// attention() computes it for that sequence alone. items is caller-owned scratch like scratch.
+void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
+                     std::vector<float>& scratch, std::vector<int64_t>& items, ThreadPool& pool);
 
 }  // namespace brisk::ops
