@@ -77,7 +77,8 @@ struct Server::Impl {
   int64_t started = 0;  // unix seconds, for /v1/models "created"
 
   std::atomic<bool> draining{false};
-  std::atomic<int> active{0};  // completion requests whose answer is not fully written
+  std::atomic<int> active{0};      // completion requests whose answer is not fully written
+  std::atomic<int> listen_fd{-1};  // the bound socket (see Server::bind)
   std::once_flag shutdown_once;
 
   Impl(engine::Engine& e, ServerConfig c) : eng(e), cfg(std::move(c)) {
@@ -113,9 +114,10 @@ struct Server::Impl {
     http.set_payload_max_length(static_cast<size_t>(cfg.max_body_bytes));
     // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
     // and take half its connections; a port in use must be an error instead.
-    http.set_socket_options([](socket_t sock) {
+    http.set_socket_options([this](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_fd.store(sock);  // the last socket httplib configures is the one it binds
     });
     http.set_tcp_nodelay(true);  // SSE chunks are small; do not let Nagle hold them back
     http.set_keep_alive_max_count(1000);
@@ -366,6 +368,12 @@ int Server::bind() {
   } else if (!impl_->http.bind_to_port(c.host, port)) {
     fail("serve: cannot listen on ", c.host, ":", port, " (address in use, or not available)");
   }
+  // Debian's httplib listens with a backlog of 5 (compiled into the library). A burst of clients
+  // overflows that accept queue while the compute threads hold the cores: connections then wait
+  // on SYN retransmits or, with syncookies, get reset mid-request (clients saw "Read" errors
+  // under 16 concurrent streams). Calling listen() again on the bound socket raises the backlog.
+  const int fd = impl_->listen_fd.load();
+  if (fd >= 0) ::listen(fd, SOMAXCONN);
   return port;
 }
 
