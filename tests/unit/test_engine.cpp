@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/synth_model.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
 #include "engine/generator.h"
@@ -25,28 +26,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Fixture {
-  std::unique_ptr<model::Model> m;
-  std::shared_ptr<const tok::Tokenizer> tk;
-};
+using Fixture = test::LoadedModel;
 
 const Fixture& fixture() {
-  static Fixture f = [] {
-    ThreadPool pool(2);
-    model::SynthConfig c;
-    c.dim = 256;
-    c.layers = 2;
-    c.heads = 4;
-    c.kv_heads = 2;
-    c.ffn = 512;
-    c.context = 512;
-    c.type = DType::Q8_0;
-    io::ModelFile file = model::synth_model(c, pool);
-    Fixture fx;
-    fx.tk = tok::Tokenizer::from_metadata(file.metadata, "synth");
-    fx.m = model::Model::load(std::move(file));
-    return fx;
-  }();
+  static Fixture f = test::load_synth_model(256, 512, 512);
   return f;
 }
 

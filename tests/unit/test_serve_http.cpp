@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/synth_model.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
 #include "io/tokenizer/tokenizer.h"
@@ -21,28 +22,10 @@ namespace {
 
 using nlohmann::json;
 
-struct Model {
-  std::unique_ptr<model::Model> m;
-  std::shared_ptr<const tok::Tokenizer> tk;
-};
+using Model = test::LoadedModel;
 
 const Model& tiny() {
-  static Model f = [] {
-    ThreadPool pool(2);
-    model::SynthConfig c;
-    c.dim = 128;
-    c.layers = 2;
-    c.heads = 4;
-    c.kv_heads = 2;
-    c.ffn = 256;
-    c.context = 256;
-    c.type = DType::Q8_0;
-    io::ModelFile file = model::synth_model(c, pool);
-    Model fx;
-    fx.tk = tok::Tokenizer::from_metadata(file.metadata, "synth");
-    fx.m = model::Model::load(std::move(file));
-    return fx;
-  }();
+  static Model f = test::load_synth_model(128, 256, 256);
   return f;
 }
 
