@@ -288,9 +288,7 @@ struct Engine::Impl {
       for (RequestId id : cancelled) abort_request(id);
       cancelled.clear();
       if (stop_now) {
-        std::vector<RequestId> ids;
-        for (auto& [id, r] : reqs) ids.push_back(id);
-        for (RequestId id : ids) abort_request(id);
+        abort_all();
         return;
       }
       if (!sched->has_work()) continue;
@@ -299,9 +297,7 @@ struct Engine::Impl {
       } catch (const std::exception& e) {
         // A failed step must not take the server down: abort what was running, keep serving.
         std::fprintf(stderr, "engine: step failed: %s\n", e.what());
-        std::vector<RequestId> ids;
-        for (auto& [id, r] : reqs) ids.push_back(id);
-        for (RequestId id : ids) abort_request(id);
+        abort_all();
         // Every chunk now belongs to a removed request, so update() accepts the step as done.
         if (pending_update_) {
           pending_update_ = false;
@@ -339,20 +335,31 @@ struct Engine::Impl {
     if (s != AddStatus::Ok) abort_request(id);  // submit() checked the same limits: a race only
   }
 
+  // Marks a choice finished and gives its sequence's KV blocks back.
+  void retire(Req& q, Choice& c) {
+    c.finished = true;
+    sched->remove(c.seq);
+    owner.erase(c.seq);
+    ++q.n_finished;
+  }
+
+  // The text the decoder and the stop matcher still hold at the end of a choice; sets stopped when
+  // it completes a stop string (what follows the stop is dropped).
+  static std::string release_held(Choice& c, bool& stopped) {
+    StopMatcher::Result r = c.stops.push(c.dec.flush());
+    stopped = r.stopped;
+    if (!r.stopped) r.emit += c.stops.flush();
+    return std::move(r.emit);
+  }
+
   // Ends a choice: frees its sequence, releases held-back text, sends its last event.
   void finish_choice(Req& q, int32_t index, const char* reason, std::string text = {},
                      bool flush = true) {
     Choice& c = *q.choices[static_cast<size_t>(index)];
     if (c.finished) return;
-    c.finished = true;
-    sched->remove(c.seq);
-    owner.erase(c.seq);
-    if (flush && !c.stops.stopped()) {
-      StopMatcher::Result r = c.stops.push(c.dec.flush());
-      text += r.emit;
-      if (!r.stopped) text += c.stops.flush();
-    }
-    ++q.n_finished;
+    retire(q, c);
+    bool stopped = false;
+    if (flush && !c.stops.stopped()) text += release_held(c, stopped);
     Event ev;
     ev.index = index;
     ev.text = std::move(text);
@@ -411,6 +418,12 @@ struct Engine::Impl {
     idle_cv.notify_all();
   }
 
+  void abort_all() {
+    std::vector<RequestId> ids;
+    for (auto& [id, r] : reqs) ids.push_back(id);
+    for (RequestId id : ids) abort_request(id);
+  }
+
   void abort_request(RequestId id) {
     auto it = reqs.find(id);
     if (it == reqs.end()) return;
@@ -418,11 +431,7 @@ struct Engine::Impl {
     // Unfinished choices end with "abort"; the last one closes the request.
     for (int32_t i = 0; i < q.r.n; ++i) {
       if (q.choices[static_cast<size_t>(i)]->finished) continue;
-      Choice& c = *q.choices[static_cast<size_t>(i)];
-      c.finished = true;
-      sched->remove(c.seq);
-      owner.erase(c.seq);
-      ++q.n_finished;
+      retire(q, *q.choices[static_cast<size_t>(i)]);
       Event ev;
       ev.index = i;
       ev.finish_reason = "abort";
@@ -558,15 +567,11 @@ struct Engine::Impl {
     }
     if (c.generated >= q.r.max_tokens) {
       // The last token's event carries the finish reason (and whatever was held back).
-      c.finished = true;
-      sched->remove(c.seq);
-      owner.erase(c.seq);
-      StopMatcher::Result f = c.stops.push(c.dec.flush());
-      r.emit += f.emit;
-      if (!f.stopped) r.emit += c.stops.flush();
-      ++q.n_finished;
+      retire(q, c);
+      bool stopped = false;
+      r.emit += release_held(c, stopped);
       ev.text = std::move(r.emit);
-      ev.finish_reason = f.stopped ? "stop" : "length";
+      ev.finish_reason = stopped ? "stop" : "length";
       send(q, std::move(ev));
       return reqs.count(rid) != 0;
     }

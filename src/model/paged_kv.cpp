@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "kernels/cpu/quant.h"
 
 namespace brisk::model {
@@ -48,23 +47,10 @@ void PagedKvCache::write(int64_t layer, std::span<const int32_t> table, int64_t 
   const int32_t block = table[static_cast<size_t>(logical)];
   check(block >= 0 && block < n_blocks_, "KV block id ", block, " out of range");
   const int64_t off = pos % block_size_;
-  const float* src[2] = {k, v};
-  for (int kv = 0; kv < 2; ++kv) {
-    uint8_t* dst = slot(layer, kv, block, off);
-    switch (type_) {
-      case DType::F32:
-        std::memcpy(dst, src[kv], static_cast<size_t>(kv_dim_) * sizeof(float));
-        break;
-      case DType::F16: {
-        uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-        for (int64_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(src[kv][i]);
-        break;
-      }
-      default:
-        kernels::quant_kernels(DType::Q8_0).from_float(src[kv], dst, kv_dim_);
-        break;
-    }
-  }
+  // The storage type's own row quantiser (a copy for f32, rounding for f16, blocks for q8_0).
+  const kernels::FromFloatFn from_float = kernels::quant_kernels(type_).from_float;
+  from_float(k, slot(layer, 0, block, off), kv_dim_);
+  from_float(v, slot(layer, 1, block, off), kv_dim_);
 }
 
 void PagedKvCache::copy_block(int32_t src, int32_t dst) {

@@ -56,6 +56,26 @@ Plan make_plan(int64_t T, int64_t pos0, const AttentionShape& s, int threads,
   return p;
 }
 
+// The tile of query tile ti and KV head hk of one sequence (q is (T, n_head, head_dim) at
+// positions pos0..): everything but the key range and the output.
+kernels::AttnTile make_tile(const float* q, int64_t T, int64_t pos0, const Plan& plan,
+                            const AttentionShape& s, int64_t ti, int hk) {
+  const int64_t group = s.n_head / s.n_head_kv;
+  const int64_t q_stride = static_cast<int64_t>(s.n_head) * s.head_dim;
+  const int64_t t0 = ti * plan.q_tile;
+  kernels::AttnTile a;
+  a.q = q + t0 * q_stride + hk * group * s.head_dim;
+  a.q_stride = q_stride;
+  a.n_q = std::min(plan.q_tile, T - t0);
+  a.pos = pos0 + t0;
+  a.group = static_cast<int>(group);
+  a.head_dim = s.head_dim;
+  a.kv_head = hk;
+  a.window = s.sliding_window;
+  a.scale = s.scale;
+  return a;
+}
+
 // One call's shared state; threads take work items from `next`.
 struct Job {
   const float* q;
@@ -91,18 +111,8 @@ struct Job {
       const int hk = static_cast<int>(item % per_tile / plan.chunks);
       const int64_t c = item % plan.chunks;
       const int64_t t0 = ti * plan.q_tile;
-      const int64_t n_q = std::min(plan.q_tile, T - t0);
-
-      kernels::AttnTile a;
-      a.q = q + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
-      a.q_stride = q_stride;
-      a.n_q = n_q;
-      a.pos = pos0 + t0;
-      a.group = group;
-      a.head_dim = s.head_dim;
-      a.kv_head = hk;
-      a.window = s.sliding_window;
-      a.scale = s.scale;
+      kernels::AttnTile a = make_tile(q, T, pos0, plan, s, ti, hk);
+      const int64_t n_q = a.n_q;
       const int64_t hi = a.pos + n_q;
       if (plan.chunks == 1) {
         a.key_begin = 0;
@@ -271,16 +281,7 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
         const int64_t ti = plan.n_tiles - 1 - local / s.n_head_kv;
         const int hk = static_cast<int>(local % s.n_head_kv);
         const int64_t t0 = ti * plan.q_tile;
-        kernels::AttnTile a;
-        a.q = q.q + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
-        a.q_stride = q_stride;
-        a.n_q = std::min(plan.q_tile, q.T - t0);
-        a.pos = q.pos0 + t0;
-        a.group = group;
-        a.head_dim = s.head_dim;
-        a.kv_head = hk;
-        a.window = s.sliding_window;
-        a.scale = s.scale;
+        kernels::AttnTile a = make_tile(q.q, q.T, q.pos0, plan, s, ti, hk);
         a.key_begin = 0;
         a.key_end = a.pos + a.n_q;
         a.out = q.out + t0 * q_stride + static_cast<int64_t>(hk) * group * d;

@@ -16,8 +16,9 @@ struct LoadedModel {
   std::shared_ptr<const tok::Tokenizer> tk;
 };
 
-// 2 layers, 4 query heads over 2 KV heads, Q8_0 weights.
-inline LoadedModel load_synth_model(int64_t dim, int64_t ffn, int64_t context) {
+// 2 layers, 4 query heads over 2 KV heads.
+inline LoadedModel load_synth_model(int64_t dim, int64_t ffn, int64_t context,
+                                    DType type = DType::Q8_0) {
   ThreadPool pool(2);
   model::SynthConfig c;
   c.dim = dim;
@@ -26,7 +27,7 @@ inline LoadedModel load_synth_model(int64_t dim, int64_t ffn, int64_t context) {
   c.kv_heads = 2;
   c.ffn = ffn;
   c.context = context;
-  c.type = DType::Q8_0;
+  c.type = type;
   io::ModelFile file = model::synth_model(c, pool);
   LoadedModel out;
   out.tk = tok::Tokenizer::from_metadata(file.metadata, "synth");

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/synth_model.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
@@ -21,16 +22,8 @@ using namespace brisk;
 
 namespace {
 
-std::unique_ptr<model::Model> tiny_model(DType type, ThreadPool& pool) {
-  model::SynthConfig c;
-  c.dim = 256;  // k-quants need multiples of 256
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 512;
-  c.context = 512;
-  c.type = type;
-  return model::Model::load(model::synth_model(c, pool));
+std::unique_ptr<model::Model> tiny_model(DType type, ThreadPool&) {
+  return test::load_synth_model(256, 512, 512, type).m;  // k-quants need multiples of 256
 }
 
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {

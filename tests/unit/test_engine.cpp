@@ -96,6 +96,18 @@ std::vector<int32_t> run_alone(engine::Engine& e, const engine::CompletionReques
   return c.tokens[0];
 }
 
+// Submits every request at once and waits for all of them (they are served together).
+std::vector<std::unique_ptr<Collector>> run_together(
+    engine::Engine& e, const std::vector<engine::CompletionRequest>& reqs) {
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& r : reqs) {
+    cs.push_back(std::make_unique<Collector>(r.n));
+    EXPECT_TRUE(e.submit(r, cs.back()->sink()).id);
+  }
+  for (auto& c : cs) EXPECT_TRUE(c->wait());
+  return cs;
+}
+
 void expect_all_blocks_free(engine::Engine& e) {
   // Gauges are published after each step; give the engine thread a moment after the last event.
   for (int i = 0; i < 200 && (e.metrics().kv_blocks_used != 0 || e.metrics().running != 0); ++i)
@@ -133,13 +145,9 @@ TEST(Engine, ConcurrentGreedyEqualsAloneAndGenerator) {
     EXPECT_EQ(g.tokens, alone[i]) << "request " << i;
   }
 
-  std::vector<std::unique_ptr<Collector>> cs;
-  for (const auto& r : reqs) {
-    cs.push_back(std::make_unique<Collector>(1));
-    ASSERT_TRUE(e.submit(r, cs.back()->sink()).id);
-  }
+  const auto cs = run_together(e, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    ASSERT_TRUE(cs[i]->wait());
+    ASSERT_TRUE(cs[i]->done);
     EXPECT_EQ(cs[i]->tokens[0], alone[i]) << "request " << i;
     EXPECT_EQ(cs[i]->finish[0], "length");
     EXPECT_EQ(cs[i]->completion_tokens, reqs[i].max_tokens);
@@ -170,13 +178,9 @@ TEST(Engine, PreemptionUnderATinyCacheKeepsAnswers) {
   ASSERT_GE(blocks, 16) << "the test needs a cache that fits one request";
   ASSERT_LE(blocks, 80) << "the test needs a cache that cannot fit all requests";
   engine::Engine e(*f.m, *f.tk, small);
-  std::vector<std::unique_ptr<Collector>> cs;
-  for (const auto& r : reqs) {
-    cs.push_back(std::make_unique<Collector>(1));
-    ASSERT_TRUE(e.submit(r, cs.back()->sink()).id);
-  }
+  const auto cs = run_together(e, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    ASSERT_TRUE(cs[i]->wait());
+    ASSERT_TRUE(cs[i]->done);
     EXPECT_EQ(cs[i]->tokens[0], want[i]) << "request " << i;
   }
   EXPECT_GT(e.metrics().preemptions, 0u);
