@@ -1,0 +1,375 @@
+#include "train/grad_ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "train/batch.h"
+
+namespace brisk::train {
+namespace {
+
+// Row-major GEMM: C (M, N) = alpha * op(A) . op(B) + beta * C.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
+          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+template <class T>
+T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+template <class T>
+void axpy(T a, const T* x, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// (sequence, head) work items of the packed batch: tasks (n_seq * n_heads).
+struct SeqHead {
+  int64_t begin, end, head;
+};
+std::vector<SeqHead> seq_heads(std::span<const int64_t> seq_start, int64_t n_heads) {
+  std::vector<SeqHead> items;
+  for (size_t s = 0; s + 1 < seq_start.size(); ++s)
+    for (int64_t h = 0; h < n_heads; ++h) items.push_back({seq_start[s], seq_start[s + 1], h});
+  // Longest sequences first: better balance of the guided chunks.
+  std::stable_sort(items.begin(), items.end(), [](const SeqHead& a, const SeqHead& b) {
+    return a.end - a.begin > b.end - b.begin;
+  });
+  return items;
+}
+
+}  // namespace
+
+void set_blas_threads(int n) {
+  openblas_set_num_threads(std::max(1, n));
+}
+
+template <class T>
+void matmul_fwd(const T* x, const T* w, T* y, int64_t N, int64_t I, int64_t O, bool accumulate) {
+  if (N == 0 || O == 0) return;
+  gemm(false, true, N, O, I, x, I, w, I, accumulate ? T(1) : T(0), y, O);
+}
+
+template <class T>
+void matmul_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, int64_t N, int64_t I, int64_t O,
+                bool accumulate_dx) {
+  if (N == 0) return;
+  if (dx) gemm(false, false, N, I, O, dy, O, w, I, accumulate_dx ? T(1) : T(0), dx, I);
+  if (dw) gemm(true, false, O, I, N, dy, O, x, I, T(1), dw, I);
+}
+
+template <class T>
+void rmsnorm_fwd(const T* x, const T* w, T* y, T* r, int64_t N, int64_t D, double eps,
+                 ThreadPool& pool) {
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      const T* xr = x + n * D;
+      double ss = 0;
+      for (int64_t d = 0; d < D; ++d) ss += static_cast<double>(xr[d]) * xr[d];
+      const T rr = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+      r[n] = rr;
+      T* yr = y + n * D;
+      for (int64_t d = 0; d < D; ++d) yr[d] = xr[d] * rr * w[d];
+    }
+  });
+}
+
+template <class T>
+void rmsnorm_bwd(const T* x, const T* w, const T* r, const T* dy, T* dx, T* dw, int64_t N,
+                 int64_t D, bool accumulate_dx, ThreadPool& pool) {
+  // y = x r w with r = (mean x^2 + eps)^-1/2:
+  //   dx = r (dy . w) - x r^3 / D * sum_d(dy w x);  dw += sum_n dy x r.
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      const T* xr = x + n * D;
+      const T* g = dy + n * D;
+      T* o = dx + n * D;
+      T s = 0;
+      for (int64_t d = 0; d < D; ++d) s += g[d] * w[d] * xr[d];
+      const T rr = r[n];
+      const T c = s * rr * rr * rr / static_cast<T>(D);
+      if (accumulate_dx)
+        for (int64_t d = 0; d < D; ++d) o[d] += rr * g[d] * w[d] - xr[d] * c;
+      else
+        for (int64_t d = 0; d < D; ++d) o[d] = rr * g[d] * w[d] - xr[d] * c;
+    }
+  });
+  if (!dw) return;
+  // Columns in blocks (no two threads write one dw entry); rows summed in order (deterministic).
+  constexpr int64_t kCols = 64;
+  pool.parallel_for((D + kCols - 1) / kCols, [&](int64_t b, int64_t e, int) {
+    for (int64_t cb = b; cb < e; ++cb) {
+      const int64_t d0 = cb * kCols, d1 = std::min(D, d0 + kCols);
+      T acc[kCols] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const T* xr = x + n * D;
+        const T* g = dy + n * D;
+        const T rr = r[n];
+        for (int64_t d = d0; d < d1; ++d) acc[d - d0] += g[d] * xr[d] * rr;
+      }
+      for (int64_t d = d0; d < d1; ++d) dw[d] += acc[d - d0];
+    }
+  });
+}
+
+template <class T>
+void rope_apply(T* x, const int64_t* pos, int64_t N, int64_t n_heads, int64_t hd, double base,
+                bool inverse, ThreadPool& pool) {
+  const int64_t half = hd / 2;
+  std::vector<double> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    inv_freq[static_cast<size_t>(i)] =
+        std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    std::vector<T> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    for (int64_t n = b; n < e; ++n) {
+      for (int64_t i = 0; i < half; ++i) {
+        // The angle in float like the inference kernel, so that a trained model's logits agree
+        // with brisk run to float rounding.
+        const double a = static_cast<double>(pos[n]) * inv_freq[static_cast<size_t>(i)];
+        cs[static_cast<size_t>(i)] = static_cast<T>(std::cos(a));
+        sn[static_cast<size_t>(i)] = static_cast<T>(inverse ? -std::sin(a) : std::sin(a));
+      }
+      for (int64_t h = 0; h < n_heads; ++h) {
+        T* v = x + (n * n_heads + h) * hd;
+        for (int64_t i = 0; i < half; ++i) {
+          const T c = cs[static_cast<size_t>(i)], s = sn[static_cast<size_t>(i)];
+          const T x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * c - x1 * s;
+          v[2 * i + 1] = x0 * s + x1 * c;
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse,
+                   std::span<const int64_t> seq_start, int64_t H, int64_t G, int64_t hd,
+                   ThreadPool& pool) {
+  const std::vector<SeqHead> items = seq_heads(seq_start, H);
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const int64_t group = H / G;
+  pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t b, int64_t e, int) {
+    std::vector<T> p;
+    for (int64_t it = b; it < e; ++it) {
+      const SeqHead& sh = items[static_cast<size_t>(it)];
+      const int64_t h = sh.head, g = h / group;
+      p.resize(static_cast<size_t>(sh.end - sh.begin));
+      for (int64_t i = sh.begin; i < sh.end; ++i) {
+        const T* qi = q + (i * H + h) * hd;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t j = sh.begin; j <= i; ++j) {
+          const T s = dot(qi, k + (j * G + g) * hd, hd) * scale;
+          p[static_cast<size_t>(j - sh.begin)] = s;
+          mx = std::max(mx, s);
+        }
+        T sum = 0;
+        for (int64_t j = sh.begin; j <= i; ++j) {
+          T& pj = p[static_cast<size_t>(j - sh.begin)];
+          pj = std::exp(pj - mx);
+          sum += pj;
+        }
+        T* oi = o + (i * H + h) * hd;
+        std::fill(oi, oi + hd, T(0));
+        const T inv = T(1) / sum;
+        for (int64_t j = sh.begin; j <= i; ++j)
+          axpy(p[static_cast<size_t>(j - sh.begin)] * inv, v + (j * G + g) * hd, oi, hd);
+        lse[i * H + h] = mx + std::log(sum);
+      }
+    }
+  });
+}
+
+template <class T>
+void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout,
+                   T* dq, T* dk, T* dv, std::span<const int64_t> seq_start, int64_t H, int64_t G,
+                   int64_t hd, ThreadPool& pool) {
+  // One task per (sequence, K/V head): it owns dk/dv of that head in that sequence and dq of the
+  // query heads that share it, so no two tasks write the same entry.
+  const std::vector<SeqHead> items = seq_heads(seq_start, G);
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const int64_t group = H / G;
+  pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t b, int64_t e, int) {
+    for (int64_t it = b; it < e; ++it) {
+      const SeqHead& sh = items[static_cast<size_t>(it)];
+      const int64_t g = sh.head;
+      for (int64_t j = sh.begin; j < sh.end; ++j) {
+        std::fill(dk + (j * G + g) * hd, dk + (j * G + g + 1) * hd, T(0));
+        std::fill(dv + (j * G + g) * hd, dv + (j * G + g + 1) * hd, T(0));
+      }
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t i = sh.begin; i < sh.end; ++i) {
+          const T* qi = q + (i * H + h) * hd;
+          const T* doi = dout + (i * H + h) * hd;
+          T* dqi = dq + (i * H + h) * hd;
+          std::fill(dqi, dqi + hd, T(0));
+          const T Di = dot(doi, o + (i * H + h) * hd, hd);
+          const T li = lse[i * H + h];
+          for (int64_t j = sh.begin; j <= i; ++j) {
+            const T* kj = k + (j * G + g) * hd;
+            const T* vj = v + (j * G + g) * hd;
+            const T pij = std::exp(dot(qi, kj, hd) * scale - li);
+            axpy(pij, doi, dv + (j * G + g) * hd, hd);
+            const T ds = pij * (dot(doi, vj, hd) - Di) * scale;
+            axpy(ds, kj, dqi, hd);
+            axpy(ds, qi, dk + (j * G + g) * hd, hd);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void swiglu_fwd(const T* g, const T* u, T* a, int64_t n, ThreadPool& pool) {
+  pool.parallel_for(
+      n,
+      [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) a[i] = g[i] / (T(1) + std::exp(-g[i])) * u[i];
+      },
+      4096);
+}
+
+template <class T>
+void swiglu_bwd(const T* g, const T* u, const T* da, T* dg, T* du, int64_t n, ThreadPool& pool) {
+  pool.parallel_for(
+      n,
+      [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) {
+          const T sg = T(1) / (T(1) + std::exp(-g[i]));
+          const T silu = g[i] * sg;
+          du[i] = da[i] * silu;
+          dg[i] = da[i] * u[i] * sg * (T(1) + g[i] * (T(1) - sg));
+        }
+      },
+      4096);
+}
+
+template <class T>
+double cross_entropy(T* logits, const int32_t* targets, int64_t N, int64_t V, bool grad,
+                     double scale, double denominator, int64_t* n_counted, ThreadPool& pool) {
+  std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
+  const T gscale = static_cast<T>(scale / std::max(denominator, 1.0));
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      T* z = logits + n * V;
+      const int32_t t = targets[n];
+      if (t == Batch::kIgnore) {
+        if (grad) std::fill(z, z + V, T(0));
+        continue;
+      }
+      T mx = z[0];
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
+      double sum = 0;
+      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+      const double lse = static_cast<double>(mx) + std::log(sum);
+      row_loss[static_cast<size_t>(n)] = lse - static_cast<double>(z[t]);
+      if (grad) {
+        const T l = static_cast<T>(lse);
+        for (int64_t i = 0; i < V; ++i) z[i] = std::exp(z[i] - l) * gscale;
+        z[t] -= gscale;
+      }
+    }
+  });
+  double total = 0;
+  int64_t cnt = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    total += row_loss[static_cast<size_t>(n)];
+    cnt += targets[n] != Batch::kIgnore;
+  }
+  if (n_counted) *n_counted = cnt;
+  return total;
+}
+
+template <class T>
+void softmax_rows(T* x, int64_t N, int64_t V, double tau, ThreadPool& pool) {
+  const T inv_tau = static_cast<T>(1.0 / tau);
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      T* z = x + n * V;
+      T mx = z[0];
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
+      double sum = 0;
+      for (int64_t i = 0; i < V; ++i) {
+        z[i] = std::exp((z[i] - mx) * inv_tau);
+        sum += static_cast<double>(z[i]);
+      }
+      const T inv = static_cast<T>(1.0 / sum);
+      for (int64_t i = 0; i < V; ++i) z[i] *= inv;
+    }
+  });
+}
+
+template <class T>
+double kl_to_teacher(const T* logits, const T* p_teacher, const int32_t* targets, T* dlogits,
+                     int64_t N, int64_t V, double tau, double scale, double denominator,
+                     ThreadPool& pool) {
+  // KL(p || q), q = softmax(z / tau): tau^2 * sum p (log p - log q); d/dz = tau (q - p).
+  std::vector<double> row(static_cast<size_t>(N), 0.0);
+  const double gs = scale / std::max(denominator, 1.0);
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      if (targets[n] == Batch::kIgnore) continue;
+      const T* z = logits + n * V;
+      const T* p = p_teacher + n * V;
+      double mx = static_cast<double>(z[0]);
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, static_cast<double>(z[i]));
+      double sum = 0;
+      for (int64_t i = 0; i < V; ++i) sum += std::exp((static_cast<double>(z[i]) - mx) / tau);
+      const double lse = std::log(sum);  // log q_i = (z_i - mx) / tau - lse
+      double kl = 0;
+      for (int64_t i = 0; i < V; ++i) {
+        const double pi = static_cast<double>(p[i]);
+        const double logq = (static_cast<double>(z[i]) - mx) / tau - lse;
+        if (pi > 0) kl += pi * (std::log(pi) - logq);
+        if (dlogits) dlogits[n * V + i] += static_cast<T>(gs * tau * (std::exp(logq) - pi));
+      }
+      row[static_cast<size_t>(n)] = tau * tau * kl;
+    }
+  });
+  double total = 0;
+  for (double r : row) total += r;
+  return total;
+}
+
+#define BRISK_TRAIN_OPS(T)                                                                         \
+  template void matmul_fwd<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool);            \
+  template void matmul_bwd<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t,     \
+                              bool);                                                               \
+  template void rmsnorm_fwd<T>(const T*, const T*, T*, T*, int64_t, int64_t, double, ThreadPool&); \
+  template void rmsnorm_bwd<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t,   \
+                               bool, ThreadPool&);                                                 \
+  template void rope_apply<T>(T*, const int64_t*, int64_t, int64_t, int64_t, double, bool,         \
+                              ThreadPool&);                                                        \
+  template void attention_fwd<T>(const T*, const T*, const T*, T*, T*, std::span<const int64_t>,   \
+                                 int64_t, int64_t, int64_t, ThreadPool&);                          \
+  template void attention_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,   \
+                                 T*, T*, std::span<const int64_t>, int64_t, int64_t, int64_t,      \
+                                 ThreadPool&);                                                     \
+  template void swiglu_fwd<T>(const T*, const T*, T*, int64_t, ThreadPool&);                       \
+  template void swiglu_bwd<T>(const T*, const T*, const T*, T*, T*, int64_t, ThreadPool&);         \
+  template double cross_entropy<T>(T*, const int32_t*, int64_t, int64_t, bool, double, double,     \
+                                   int64_t*, ThreadPool&);                                         \
+  template void softmax_rows<T>(T*, int64_t, int64_t, double, ThreadPool&);                        \
+  template double kl_to_teacher<T>(const T*, const T*, const int32_t*, T*, int64_t, int64_t,       \
+                                   double, double, double, ThreadPool&);
+BRISK_TRAIN_OPS(float)
+BRISK_TRAIN_OPS(double)
+#undef BRISK_TRAIN_OPS
+
+}  // namespace brisk::train
