@@ -52,24 +52,62 @@ std::vector<SeqHead> seq_heads(std::span<const int64_t> seq_start, int64_t n_hea
   return items;
 }
 
+// The products are split over brisk's pool in fixed column blocks of the output (a function of
+// the shape only), each block one single-threaded BLAS call with the whole reduction: every
+// output element is computed the same way whatever the thread count or timing, and OpenBLAS's
+// own threads (which spin and yield against brisk's pool on small machines) stay unused.
+ThreadPool* g_pool = nullptr;
+constexpr int64_t kColBlock = 64;
+
+template <class F>
+void for_col_blocks(int64_t cols, F&& f) {
+  const int64_t nb = (cols + kColBlock - 1) / kColBlock;
+  if (!g_pool || g_pool->size() == 1 || nb == 1) {
+    f(int64_t{0}, cols);
+    return;
+  }
+  // Blocks of kColBlock columns, grouped so each task is at least ~256 columns.
+  const int64_t per = std::max<int64_t>(1, std::min<int64_t>(4, nb / g_pool->size()));
+  const int64_t ntask = (nb + per - 1) / per;
+  g_pool->parallel_for(ntask, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t c0 = t * per * kColBlock, c1 = std::min(cols, (t + 1) * per * kColBlock);
+      f(c0, c1);
+    }
+  });
+}
+
 }  // namespace
 
-void set_blas_threads(int n) {
-  openblas_set_num_threads(std::max(1, n));
+void set_blas_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
+void set_matmul_pool(ThreadPool* pool) {
+  if (pool && g_pool != pool) openblas_set_num_threads(1);
+  g_pool = pool;
+}
+void release_matmul_pool(ThreadPool* pool) {
+  if (g_pool == pool) g_pool = nullptr;
 }
 
 template <class T>
 void matmul_fwd(const T* x, const T* w, T* y, int64_t N, int64_t I, int64_t O, bool accumulate) {
   if (N == 0 || O == 0) return;
-  gemm(false, true, N, O, I, x, I, w, I, accumulate ? T(1) : T(0), y, O);
+  for_col_blocks(O, [&](int64_t o0, int64_t o1) {
+    gemm(false, true, N, o1 - o0, I, x, I, w + o0 * I, I, accumulate ? T(1) : T(0), y + o0, O);
+  });
 }
 
 template <class T>
 void matmul_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, int64_t N, int64_t I, int64_t O,
                 bool accumulate_dx) {
   if (N == 0) return;
-  if (dx) gemm(false, false, N, I, O, dy, O, w, I, accumulate_dx ? T(1) : T(0), dx, I);
-  if (dw) gemm(true, false, O, I, N, dy, O, x, I, T(1), dw, I);
+  if (dx)
+    for_col_blocks(I, [&](int64_t i0, int64_t i1) {
+      gemm(false, false, N, i1 - i0, O, dy, O, w + i0, I, accumulate_dx ? T(1) : T(0), dx + i0, I);
+    });
+  if (dw)
+    for_col_blocks(I, [&](int64_t i0, int64_t i1) {
+      gemm(true, false, O, i1 - i0, N, dy, O, x + i0, I, T(1), dw + i0, I);
+    });
 }
 
 template <class T>

@@ -85,5 +85,9 @@ double kl_to_teacher(const T* logits, const T* p_teacher, const int32_t* targets
 
 // Sets the number of threads OpenBLAS uses (call once before training).
 void set_blas_threads(int n);
+// Matrix products split over `pool` (single-threaded BLAS per block); nullptr: OpenBLAS alone.
+// Process-wide: each LlamaTrainer sets its own pool at the start of a step.
+void set_matmul_pool(ThreadPool* pool);
+void release_matmul_pool(ThreadPool* pool);  // unset if it is the current one
 
 }  // namespace brisk::train

@@ -110,11 +110,13 @@ LlamaTrainer<T>::LlamaTrainer(const ModelShape& shape, int n_threads)
       layout_(ParamLayout::llama(shape)),
       pool_(std::make_unique<ThreadPool>(std::max(1, n_threads))),
       impl_(std::make_unique<Impl>()) {
-  set_blas_threads(n_threads);
 }
 
 template <class T>
-LlamaTrainer<T>::~LlamaTrainer() = default;
+LlamaTrainer<T>::~LlamaTrainer() {
+  release_matmul_pool(pool_.get());
+}
+
 
 namespace {
 
@@ -314,6 +316,7 @@ StepResult LlamaTrainer<T>::step(const Batch& b, const T* params, T* grads, cons
   check(std::is_same_v<T, float> || o.precision == Precision::F32,
         "train: half precision storage needs float compute");
   Impl& w = *impl_;
+  set_matmul_pool(pool_.get());
   // Positions restart at 0 in each sequence.
   w.pos.resize(static_cast<size_t>(N));
   for (size_t q = 0; q + 1 < b.seq_start.size(); ++q) {
