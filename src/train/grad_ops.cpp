@@ -79,7 +79,9 @@ void for_col_blocks(int64_t cols, F&& f) {
 
 }  // namespace
 
-void set_blas_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
+void set_blas_threads(int n) {
+  openblas_set_num_threads(std::max(1, n));
+}
 void set_matmul_pool(ThreadPool* pool) {
   if (pool && g_pool != pool) openblas_set_num_threads(1);
   g_pool = pool;

@@ -109,14 +109,12 @@ LlamaTrainer<T>::LlamaTrainer(const ModelShape& shape, int n_threads)
     : shape_(shape),
       layout_(ParamLayout::llama(shape)),
       pool_(std::make_unique<ThreadPool>(std::max(1, n_threads))),
-      impl_(std::make_unique<Impl>()) {
-}
+      impl_(std::make_unique<Impl>()) {}
 
 template <class T>
 LlamaTrainer<T>::~LlamaTrainer() {
   release_matmul_pool(pool_.get());
 }
-
 
 namespace {
 

@@ -26,6 +26,37 @@ void ModelShape::validate() const {
   check(rope_base > 1 && norm_eps > 0, "model shape: rope_base must be > 1 and norm_eps > 0");
 }
 
+bool train_preset(const std::string& name, ModelShape& s) {
+  if (name == "gpt2-124m") {
+    s = ModelShape{.dim = 768,
+                   .layers = 12,
+                   .heads = 12,
+                   .kv_heads = 12,
+                   .ffn = 2048,
+                   .vocab = 50257,
+                   .context = 1024};
+  } else if (name == "default") {
+    s = ModelShape{.dim = 256,
+                   .layers = 6,
+                   .heads = 4,
+                   .kv_heads = 2,
+                   .ffn = 768,
+                   .vocab = 8192,
+                   .context = 256};
+  } else if (name == "tiny") {
+    s = ModelShape{.dim = 64,
+                   .layers = 2,
+                   .heads = 4,
+                   .kv_heads = 2,
+                   .ffn = 128,
+                   .vocab = 256,
+                   .context = 128};
+  } else {
+    return false;
+  }
+  return true;
+}
+
 void ParamLayout::add(const std::string& name, int64_t rows, int64_t cols, bool decay) {
   params_.push_back({name, rows, cols, total_, decay});
   total_ += static_cast<size_t>(rows * cols);

@@ -52,6 +52,11 @@ class ParamLayout {
   size_t total_ = 0, tok_embd_ = 0, output_norm_ = 0, output_ = 0;
 };
 
+// Named shapes: "gpt2-124m" (the GPT-2 small shape as a llama: D 768, 12 layers, 12 heads, FFN
+// 2048, vocab 50257, tied: 123.6M parameters), "default" (brisk's embedded model: D 256, 6
+// layers, 4 heads / 2 KV heads, FFN 768, vocab 8192, tied: 7.2M), "tiny" (tests). False if unknown.
+bool train_preset(const std::string& name, ModelShape& s);
+
 // Standard initialisation, a pure function of the seed: matrices and embeddings ~ N(0, 0.02),
 // the residual projections (attn_output, ffn_down) scaled by 1/sqrt(2 * layers), norms 1.
 std::vector<float> init_params(const ParamLayout& layout, const ModelShape& s, uint64_t seed);
