@@ -40,5 +40,6 @@ void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_bench_serve_command(CLI::App& app);
 void add_bench_train_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace brisk::cli

@@ -197,6 +197,10 @@ void rope_apply(T* x, const int64_t* pos, int64_t N, int64_t n_heads, int64_t hd
   });
 }
 
+// Attention runs per (sequence, head) as dense BLAS products over the sequence's T tokens: the
+// (T, T) score matrix of one head lives only in a task's scratch (T = 256: 256 KiB), the causal
+// upper triangle is masked after the product. Q/K/V rows of one head are strided views
+// (ld = H*hd or G*hd) into the packed (N, heads, hd) arrays.
 template <class T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse,
                    std::span<const int64_t> seq_start, int64_t H, int64_t G, int64_t hd,
@@ -205,32 +209,34 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse,
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t group = H / G;
   pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t b, int64_t e, int) {
-    std::vector<T> p;
+    std::vector<T> S;
     for (int64_t it = b; it < e; ++it) {
       const SeqHead& sh = items[static_cast<size_t>(it)];
-      const int64_t h = sh.head, g = h / group;
-      p.resize(static_cast<size_t>(sh.end - sh.begin));
-      for (int64_t i = sh.begin; i < sh.end; ++i) {
-        const T* qi = q + (i * H + h) * hd;
+      const int64_t h = sh.head, g = h / group, n0 = sh.begin, Tn = sh.end - sh.begin;
+      S.resize(static_cast<size_t>(Tn * Tn));
+      // S (T, T) = Q_h (T, hd) . K_g (T, hd)^T
+      gemm(false, true, Tn, Tn, hd, q + (n0 * H + h) * hd, H * hd, k + (n0 * G + g) * hd, G * hd,
+           T(0), S.data(), Tn);
+      for (int64_t i = 0; i < Tn; ++i) {
+        T* row = S.data() + i * Tn;
         T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t j = sh.begin; j <= i; ++j) {
-          const T s = dot(qi, k + (j * G + g) * hd, hd) * scale;
-          p[static_cast<size_t>(j - sh.begin)] = s;
-          mx = std::max(mx, s);
+        for (int64_t j = 0; j <= i; ++j) {
+          row[j] *= scale;
+          mx = std::max(mx, row[j]);
         }
         T sum = 0;
-        for (int64_t j = sh.begin; j <= i; ++j) {
-          T& pj = p[static_cast<size_t>(j - sh.begin)];
-          pj = std::exp(pj - mx);
-          sum += pj;
+        for (int64_t j = 0; j <= i; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
         }
-        T* oi = o + (i * H + h) * hd;
-        std::fill(oi, oi + hd, T(0));
         const T inv = T(1) / sum;
-        for (int64_t j = sh.begin; j <= i; ++j)
-          axpy(p[static_cast<size_t>(j - sh.begin)] * inv, v + (j * G + g) * hd, oi, hd);
-        lse[i * H + h] = mx + std::log(sum);
+        for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
+        for (int64_t j = i + 1; j < Tn; ++j) row[j] = 0;
+        lse[(n0 + i) * H + h] = mx + std::log(sum);
       }
+      // O_h (T, hd) = P (T, T) . V_g (T, hd)
+      gemm(false, false, Tn, hd, Tn, S.data(), Tn, v + (n0 * G + g) * hd, G * hd, T(0),
+           o + (n0 * H + h) * hd, H * hd);
     }
   });
 }
@@ -240,36 +246,45 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
                    T* dq, T* dk, T* dv, std::span<const int64_t> seq_start, int64_t H, int64_t G,
                    int64_t hd, ThreadPool& pool) {
   // One task per (sequence, K/V head): it owns dk/dv of that head in that sequence and dq of the
-  // query heads that share it, so no two tasks write the same entry.
+  // query heads that share it, so no two tasks write the same entry. Per query head:
+  //   P = exp(scale * Q K^T - lse) (causal), dV += P^T dO, dP = dO V^T,
+  //   dS = P * (dP - rowsum(dO * O)) * scale, dQ = dS K, dK += dS^T Q.
   const std::vector<SeqHead> items = seq_heads(seq_start, G);
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t group = H / G;
   pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t b, int64_t e, int) {
+    std::vector<T> P, dP;
     for (int64_t it = b; it < e; ++it) {
       const SeqHead& sh = items[static_cast<size_t>(it)];
-      const int64_t g = sh.head;
-      for (int64_t j = sh.begin; j < sh.end; ++j) {
-        std::fill(dk + (j * G + g) * hd, dk + (j * G + g + 1) * hd, T(0));
-        std::fill(dv + (j * G + g) * hd, dv + (j * G + g + 1) * hd, T(0));
-      }
+      const int64_t g = sh.head, n0 = sh.begin, Tn = sh.end - sh.begin;
+      P.resize(static_cast<size_t>(Tn * Tn));
+      dP.resize(static_cast<size_t>(Tn * Tn));
+      const T* Kg = k + (n0 * G + g) * hd;
+      const T* Vg = v + (n0 * G + g) * hd;
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        for (int64_t i = sh.begin; i < sh.end; ++i) {
-          const T* qi = q + (i * H + h) * hd;
-          const T* doi = dout + (i * H + h) * hd;
-          T* dqi = dq + (i * H + h) * hd;
-          std::fill(dqi, dqi + hd, T(0));
-          const T Di = dot(doi, o + (i * H + h) * hd, hd);
-          const T li = lse[i * H + h];
-          for (int64_t j = sh.begin; j <= i; ++j) {
-            const T* kj = k + (j * G + g) * hd;
-            const T* vj = v + (j * G + g) * hd;
-            const T pij = std::exp(dot(qi, kj, hd) * scale - li);
-            axpy(pij, doi, dv + (j * G + g) * hd, hd);
-            const T ds = pij * (dot(doi, vj, hd) - Di) * scale;
-            axpy(ds, kj, dqi, hd);
-            axpy(ds, qi, dk + (j * G + g) * hd, hd);
-          }
+        const T* Qh = q + (n0 * H + h) * hd;
+        const T* dOh = dout + (n0 * H + h) * hd;
+        gemm(false, true, Tn, Tn, hd, Qh, H * hd, Kg, G * hd, T(0), P.data(), Tn);
+        for (int64_t i = 0; i < Tn; ++i) {
+          T* row = P.data() + i * Tn;
+          const T li = lse[(n0 + i) * H + h];
+          for (int64_t j = 0; j <= i; ++j) row[j] = std::exp(row[j] * scale - li);
+          for (int64_t j = i + 1; j < Tn; ++j) row[j] = 0;
         }
+        const T beta = h == g * group ? T(0) : T(1);  // the group's first head initialises dK/dV
+        gemm(true, false, Tn, hd, Tn, P.data(), Tn, dOh, H * hd, beta, dv + (n0 * G + g) * hd,
+             G * hd);
+        gemm(false, true, Tn, Tn, hd, dOh, H * hd, Vg, G * hd, T(0), dP.data(), Tn);
+        for (int64_t i = 0; i < Tn; ++i) {
+          const T Di = dot(dOh + i * H * hd, o + ((n0 + i) * H + h) * hd, hd);
+          T* pr = P.data() + i * Tn;
+          const T* dpr = dP.data() + i * Tn;
+          for (int64_t j = 0; j <= i; ++j) pr[j] = pr[j] * (dpr[j] - Di) * scale;  // now dS
+        }
+        gemm(false, false, Tn, hd, Tn, P.data(), Tn, Kg, G * hd, T(0), dq + (n0 * H + h) * hd,
+             H * hd);
+        gemm(true, false, Tn, hd, Tn, P.data(), Tn, Qh, H * hd, beta, dk + (n0 * G + g) * hd,
+             G * hd);
       }
     }
   });
