@@ -50,6 +50,8 @@ class LinearHook {
   virtual void forward(int64_t layer, Mat m, const T* x, T* y, int64_t N) = 0;
   virtual void backward(int64_t layer, Mat m, const T* x, const T* dy, T* dx, int64_t N,
                         bool accumulate_dx) = 0;
+  // Called before each micro-batch's forward + backward (keys LoRA dropout masks).
+  virtual void set_step(uint64_t step, uint64_t micro) {}
 };
 
 struct StepOptions {
@@ -80,6 +82,7 @@ class LlamaTrainer {
   const ParamLayout& layout() const { return layout_; }
   ThreadPool& pool() { return *pool_; }
   void set_hook(LinearHook<T>* hook) { hook_ = hook; }
+  LinearHook<T>* hook() const { return hook_; }
 
   // params / grads have layout().total() entries; grads accumulate (+=).
   StepResult step(const Batch& b, const T* params, T* grads, const StepOptions& o);

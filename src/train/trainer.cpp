@@ -107,7 +107,9 @@ StepStats Trainer::step() {
   o.denominator = static_cast<double>(loss_tokens);
   o.train_base = adapter_ == nullptr;
   double loss = 0, kl = 0;
+  uint64_t micro = 0;
   for (const Batch& b : mbs) {
+    if (model_.hook()) model_.hook()->set_step(static_cast<uint64_t>(step_), micro++);
     if (teacher_) {
       teacher_(b, loop_.kd_tau, teacher_probs_);
       o.teacher_probs = teacher_probs_.data();
