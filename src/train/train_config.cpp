@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -37,8 +38,10 @@ ConfigFile ConfigFile::parse(const std::string& text, const std::string& name) {
       check(line.back() == ']' && line.size() > 2, name, ":", no, ": malformed section header '",
             line, "'");
       section = trim(line.substr(1, line.size() - 2));
-      check(section == "model" || section == "data" || section == "optim" || section == "train",
-            name, ":", no, ": unknown section [", section, "] (model, data, optim, train)");
+      check(section == "model" || section == "data" || section == "optim" || section == "train" ||
+                section == "lora" || section == "distill",
+            name, ":", no, ": unknown section [", section,
+            "] (model, data, optim, train, lora, distill)");
       continue;
     }
     const size_t eq = line.find('=');
@@ -174,6 +177,23 @@ TrainConfig read_train_config(const ConfigFile& f) {
         "' is not a storage type");
   c.export_type = *t;
   c.export_hf = f.boolean("train.export_hf", false);
+
+  c.lora_rank = f.integer("lora.rank", 0, 0, 1 << 16);
+  c.lora.rank = std::max<int64_t>(1, c.lora_rank);
+  c.lora.alpha = f.number("lora.alpha", 2.0 * static_cast<double>(c.lora.rank), 1e-6, 1e6);
+  c.lora.dropout = f.number("lora.dropout", 0.0, 0.0, 0.9);
+  c.lora.targets = parse_lora_targets(f.str("lora.targets", "attn_q,attn_v"));
+  const std::string bt = f.str("lora.base_type", "f32");
+  const std::optional<DType> btt = dtype_from_name(bt);
+  check(btt && (*btt == DType::F32 || dtype_layout(*btt).storage), f.name(), ": lora.base_type '",
+        bt, "' is not a storage type");
+  c.lora.base_type = *btt;
+  c.lora.seed = c.seed;
+  check(c.lora_rank == 0 || !c.init.empty(), f.name(), ": [lora] needs model.init (the base)");
+
+  c.teacher = f.str("distill.teacher", "");
+  c.kd_alpha = f.number("distill.alpha", 0.5, 0.0, 1.0);
+  c.kd_tau = f.number("distill.tau", 2.0, 0.05, 100.0);
   f.check_all_used();
   return c;
 }

@@ -10,6 +10,9 @@
 //   [train]  steps micro_batches global_tokens precision (fp32 | bf16 | fp16) checkpointing seed
 //            threads log_interval eval_interval eval_batches checkpoint_interval out export_type
 //            export_hf
+//   [lora]   rank (0 = full fine-tuning) alpha dropout targets (attn_q,... | all) base_type
+//            (f32 = LoRA; q8_0 / q4_0 / ... = QLoRA) ; needs model.init
+//   [distill] teacher (a model file) alpha (weight of the KL term) tau (temperature)
 #pragma once
 #include <cstdint>
 #include <map>
@@ -17,6 +20,7 @@
 
 #include "core/dtype.h"
 #include "train/llama_train.h"
+#include "train/lora_hook.h"
 #include "train/optim.h"
 #include "train/params.h"
 
@@ -59,6 +63,10 @@ struct TrainConfig {
   std::string out = "runs/train";
   DType export_type = DType::F32;
   bool export_hf = false;
+  int64_t lora_rank = 0;  // > 0: train LoRA adapters only
+  LoraConfig lora;
+  std::string teacher;  // distillation teacher model
+  double kd_alpha = 0.5, kd_tau = 2.0;
   std::string text;  // the file as written (stored in checkpoints)
 };
 
