@@ -41,5 +41,7 @@ void add_serve_command(CLI::App& app);
 void add_bench_serve_command(CLI::App& app);
 void add_bench_train_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_tokenizer_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 }  // namespace brisk::cli

@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
   brisk::cli::add_serve_command(app);
   brisk::cli::add_bench_serve_command(app);
   brisk::cli::add_bench_train_command(app);
-
+  brisk::cli::add_train_command(app);
+  brisk::cli::add_tokenizer_command(app);
+  brisk::cli::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
