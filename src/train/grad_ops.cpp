@@ -166,28 +166,49 @@ void rmsnorm_bwd(const T* x, const T* w, const T* r, const T* dy, T* dx, T* dw, 
   });
 }
 
+// cos/sin of (position, pair) for positions [0, n_pos): computed once per (base, hd, n_pos) and
+// kept (a training run uses one shape), so RoPE is a table lookup instead of sincos per token.
+template <class T>
+const std::vector<T>& rope_table(int64_t n_pos, int64_t hd, double base) {
+  struct Table {
+    int64_t n_pos = -1, hd = -1;
+    double base = 0;
+    std::vector<T> cs;  // (n_pos, hd/2, 2): cos, sin
+  };
+  static thread_local Table t;
+  if (t.n_pos < n_pos || t.hd != hd || t.base != base) {
+    const int64_t half = hd / 2;
+    t.cs.resize(static_cast<size_t>(n_pos * half * 2));
+    for (int64_t i = 0; i < half; ++i) {
+      const double f = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      for (int64_t p = 0; p < n_pos; ++p) {
+        const double a = static_cast<double>(p) * f;
+        t.cs[static_cast<size_t>((p * half + i) * 2)] = static_cast<T>(std::cos(a));
+        t.cs[static_cast<size_t>((p * half + i) * 2 + 1)] = static_cast<T>(std::sin(a));
+      }
+    }
+    t.n_pos = n_pos;
+    t.hd = hd;
+    t.base = base;
+  }
+  return t.cs;
+}
+
 template <class T>
 void rope_apply(T* x, const int64_t* pos, int64_t N, int64_t n_heads, int64_t hd, double base,
                 bool inverse, ThreadPool& pool) {
   const int64_t half = hd / 2;
-  std::vector<double> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[static_cast<size_t>(i)] =
-        std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+  int64_t max_pos = 0;
+  for (int64_t n = 0; n < N; ++n) max_pos = std::max(max_pos, pos[n]);
+  const std::vector<T>& tab = rope_table<T>(max_pos + 1, hd, base);
+  const T sgn = inverse ? T(-1) : T(1);
   pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
-    std::vector<T> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
     for (int64_t n = b; n < e; ++n) {
-      for (int64_t i = 0; i < half; ++i) {
-        // The angle in float like the inference kernel, so that a trained model's logits agree
-        // with brisk run to float rounding.
-        const double a = static_cast<double>(pos[n]) * inv_freq[static_cast<size_t>(i)];
-        cs[static_cast<size_t>(i)] = static_cast<T>(std::cos(a));
-        sn[static_cast<size_t>(i)] = static_cast<T>(inverse ? -std::sin(a) : std::sin(a));
-      }
+      const T* cs = tab.data() + pos[n] * half * 2;
       for (int64_t h = 0; h < n_heads; ++h) {
         T* v = x + (n * n_heads + h) * hd;
         for (int64_t i = 0; i < half; ++i) {
-          const T c = cs[static_cast<size_t>(i)], s = sn[static_cast<size_t>(i)];
+          const T c = cs[2 * i], s = sgn * cs[2 * i + 1];
           const T x0 = v[2 * i], x1 = v[2 * i + 1];
           v[2 * i] = x0 * c - x1 * s;
           v[2 * i + 1] = x0 * s + x1 * c;
@@ -319,8 +340,9 @@ template <class T>
 double cross_entropy(T* logits, const int32_t* targets, int64_t N, int64_t V, bool grad,
                      double scale, double denominator, int64_t* n_counted, ThreadPool& pool) {
   std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
-  const T gscale = static_cast<T>(scale / std::max(denominator, 1.0));
+  const double gscale = scale / std::max(denominator, 1.0);
   pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    std::vector<T> ex;
     for (int64_t n = b; n < e; ++n) {
       T* z = logits + n * V;
       const int32_t t = targets[n];
@@ -330,14 +352,24 @@ double cross_entropy(T* logits, const int32_t* targets, int64_t N, int64_t V, bo
       }
       T mx = z[0];
       for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
+      // One exp per logit: kept in place (grad) or in scratch, summed in double.
+      T* out = z;
+      if (!grad) {
+        ex.resize(static_cast<size_t>(V));
+        out = ex.data();
+      }
+      const T zt = z[t];
       double sum = 0;
-      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
-      const double lse = static_cast<double>(mx) + std::log(sum);
-      row_loss[static_cast<size_t>(n)] = lse - static_cast<double>(z[t]);
+      for (int64_t i = 0; i < V; ++i) {
+        out[i] = std::exp(z[i] - mx);
+        sum += static_cast<double>(out[i]);
+      }
+      row_loss[static_cast<size_t>(n)] =
+          static_cast<double>(mx) + std::log(sum) - static_cast<double>(zt);
       if (grad) {
-        const T l = static_cast<T>(lse);
-        for (int64_t i = 0; i < V; ++i) z[i] = std::exp(z[i] - l) * gscale;
-        z[t] -= gscale;
+        const T f = static_cast<T>(gscale / sum);
+        for (int64_t i = 0; i < V; ++i) z[i] *= f;
+        z[t] -= static_cast<T>(gscale);
       }
     }
   });
