@@ -39,5 +39,6 @@ void add_convert_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_bench_serve_command(CLI::App& app);
+void add_lora_command(CLI::App& app);
 
 }  // namespace brisk::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   brisk::cli::add_bench_command(app);
   brisk::cli::add_serve_command(app);
   brisk::cli::add_bench_serve_command(app);
+  brisk::cli::add_lora_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
