@@ -57,6 +57,9 @@ size_t merge_lora(const io::ModelFile& base, std::span<const LoraMergeInput> ada
           "lora merge: output type must be f32, f16, bf16 or keep, not ", dtype_name(*type));
   const gguf::Value* av = base.find("general.architecture");
   if (!av) fail(base.path, ": missing metadata 'general.architecture' (is this a model file?)");
+  if (const gguf::Value* t = base.find("general.type");
+      t && t->type == gguf::ValueType::STRING && t->str == "adapter")
+    fail(base.path, ": this is a LoRA adapter, not a base model");
   const std::string& arch_name = av->as_string("general.architecture");
   const ArchSpec* arch = find_arch(arch_name);
   if (!arch)

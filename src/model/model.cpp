@@ -122,6 +122,11 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   const io::ModelFile& f = m->file_;
   const gguf::Value* av = f.find("general.architecture");
   if (!av) fail(f.path, ": missing metadata 'general.architecture' (is this a model file?)");
+  if (const gguf::Value* t = f.find("general.type");
+      t && t->type == gguf::ValueType::STRING && t->str == "adapter")
+    fail(f.path,
+         ": this is a LoRA adapter, not a model (apply it with --lora, or merge it with `brisk "
+         "lora merge`)");
   const std::string& arch_name = av->as_string("general.architecture");
   m->arch_ = find_arch(arch_name);
   if (!m->arch_)

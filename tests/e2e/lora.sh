@@ -102,6 +102,11 @@ expect 2 "run wrong base" -- "$BRISK" run -m "$TMP/o.gguf" --lora "$TMP/a.gguf" 
 expect 2 "run missing adapter" -- "$BRISK" run -m "$TMP/m.gguf" --lora "$TMP/nope.gguf" -p hi -n 1
 expect 2 "too many scales" -- "$BRISK" run -m "$TMP/m.gguf" --lora "$TMP/a.gguf" --lora-scale 1 --lora-scale 2 -p hi -n 1
 expect 2 "scale without adapter" -- "$BRISK" run -m "$TMP/m.gguf" --lora-scale 2 -p hi -n 1
+expect 2 "adapter as model" -- "$BRISK" run -m "$TMP/a.gguf" -p hi -n 1
+grep -q "LoRA adapter, not a model" "$TMP/err" || bad "adapter-as-model error does not say why"
+expect 2 "merge into an adapter" -- "$BRISK" lora merge -m "$TMP/a.gguf" --lora "$TMP/a.gguf" -o "$TMP/x.gguf"
+expect 0 "inspect adapter" -- "$BRISK" inspect "$TMP/a.gguf"
+grep -q "^adapter: *lora, alpha 8" "$TMP/out" || bad "inspect does not describe the adapter: $(head -5 "$TMP/out")"
 [ -e "$TMP/x.gguf" ] && bad "a failed merge left an output file"
 
 echo "$passes passed, $fails failed"
