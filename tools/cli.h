@@ -43,5 +43,6 @@ void add_bench_train_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_lora_command(CLI::App& app);
 
 }  // namespace brisk::cli

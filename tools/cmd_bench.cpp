@@ -14,6 +14,7 @@
 #include "engine/bench.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa.h"
+#include "lora_options.h"
 
 namespace brisk::cli {
 namespace {
@@ -25,6 +26,7 @@ struct BenchArgs {
   int reps = 5, warmup = 1;
   std::vector<int> threads;
   bool json = false, bandwidth = false, profile = false;
+  LoraOptions lora;
 };
 
 using nlohmann::ordered_json;
@@ -147,9 +149,11 @@ void run_model(const BenchArgs& a) {
   cfg.validate();
 
   Loaded l = load(a.model, true);
+  attach_loras(*l.model, a.lora);
   const model::Model& m = *l.model;
   std::string name = std::filesystem::path(a.model).filename().string();
   if (const gguf::Value* v = m.file().find("general.name")) name = v->as_string("general.name");
+  if (m.n_lora() > 0) name += " + " + std::to_string(m.n_lora()) + " LoRA";
   const std::string types = weight_types(m);
   const uint64_t bpt = m.bytes_per_token();
   std::fprintf(stderr, "bench: %s (%s, %s params, %s, %s weights read per token)\n", name.c_str(),
@@ -244,6 +248,7 @@ void run_model(const BenchArgs& a) {
                   {"size_bytes", m.weight_bytes()},
                   {"bytes_per_token", bpt},
                   {"macs_per_token", mpt}};
+    if (m.n_lora() > 0) j["lora"] = {{"adapters", a.lora.files}, {"scales", a.lora.scales}};
     j["kernels"] = {{"isa", isa}, {"packed_gemm", packed}};
     j["config"] = {{"n_prompt", cfg.n_prompt},
                    {"n_gen", cfg.n_gen},
@@ -309,6 +314,7 @@ void add_bench_command(CLI::App& app) {
   c->add_flag("--json", a->json, "Print one JSON document instead of a Markdown table");
   c->add_flag("--profile", a->profile,
               "Time each part of the forward pass and print where a token's time goes");
+  add_lora_options(c, a->lora);
   c->callback([a] { bench(*a); });
 }
 

@@ -33,7 +33,15 @@ void inspect(const std::string& path, const std::string& vocab_from, bool json, 
     const std::string a = arch->as_string("general.architecture");
     j["architecture"] = a;
     if (const gguf::Value* n = mf.find("general.name")) j["name"] = n->as_string("general.name");
-    if (!mf.tensors.empty()) {
+    const gguf::Value* type = mf.find("general.type");
+    const bool adapter = type && type->type == gguf::ValueType::STRING && type->str == "adapter";
+    if (adapter) {
+      // A LoRA adapter (model/lora.h) has no hyperparameters of its own.
+      const gguf::Value* at = mf.find("adapter.type");
+      const gguf::Value* alpha = mf.find("adapter.lora.alpha");
+      j["adapter"] = {{"type", at && at->type == gguf::ValueType::STRING ? at->str : std::string()},
+                      {"alpha", alpha && alpha->is_float() ? alpha->f : 0.0}};
+    } else if (!mf.tensors.empty()) {
       model::HParams h = model::read_hparams(mf, a);
       j["hparams"] = {{"n_embd", h.n_embd},
                       {"n_layer", h.n_layer},
@@ -89,6 +97,10 @@ void inspect(const std::string& path, const std::string& vocab_from, bool json, 
   if (j.contains("architecture"))
     std::printf("architecture: %s\n", j["architecture"].get<std::string>().c_str());
   if (j.contains("name")) std::printf("name:         %s\n", j["name"].get<std::string>().c_str());
+  if (j.contains("adapter"))
+    std::printf("adapter:      %s, alpha %g (LoRA: apply with --lora, or brisk lora merge)\n",
+                j["adapter"]["type"].get<std::string>().c_str(),
+                j["adapter"]["alpha"].get<double>());
   if (j.contains("hparams"))
     for (auto& [k, v] : j["hparams"].items())
       std::printf("  %-14s %s\n", k.c_str(), v.dump().c_str());

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "lora_options.h"
 
 namespace brisk::cli {
 
@@ -14,6 +15,7 @@ void add_logits_command(CLI::App& app) {
     bool no_bos = false;
     int threads = 0;
     int64_t ubatch = 0;
+    LoraOptions lora;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand("logits", "Write the logits of every prompt position (raw f32)");
@@ -29,8 +31,10 @@ void add_logits_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   c->add_option("--vocab-from", a->vocab_from,
                 "GGUF to take the tokenizer from (llama2.c checkpoints)");
+  add_lora_options(c, a->lora);
   c->callback([a] {
     Loaded l = load(a->model, true, a->vocab_from);
+    attach_loras(*l.model, a->lora);
     std::vector<int32_t> ids;
     if (!a->tokens.empty()) {
       ids = parse_token_list(a->tokens);

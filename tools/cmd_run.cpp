@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "engine/generator.h"
 #include "io/tokenizer/chat_template.h"
+#include "lora_options.h"
 
 namespace brisk::cli {
 namespace {
@@ -19,12 +20,14 @@ struct RunArgs {
   engine::SamplingParams sp;
   int64_t seed = -1;
   std::vector<std::string> stop;
+  LoraOptions lora;
 };
 
 void run(const RunArgs& a) {
   std::string text = a.prompt;
   if (!a.prompt_file.empty()) text = read_file_text(a.prompt_file);
   Loaded l = load(a.model, true, a.vocab_from);
+  attach_loras(*l.model, a.lora, a.quiet);
   if (!l.tokenizer) fail(a.model, ": the model has no tokenizer (pass --vocab-from GGUF)");
   const tok::Tokenizer& tk = *l.tokenizer;
 
@@ -131,6 +134,7 @@ void add_run_command(CLI::App& app) {
   c->add_flag("--quiet", a->quiet, "Do not echo the prompt");
   c->add_option("--vocab-from", a->vocab_from,
                 "GGUF to take the tokenizer from (for llama2.c checkpoints)");
+  add_lora_options(c, a->lora);
   c->callback([a] { run(*a); });
 }
 

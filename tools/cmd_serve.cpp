@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "io/tokenizer/chat_template.h"
+#include "lora_options.h"
 #include "serve/server.h"
 
 namespace brisk::cli {
@@ -25,6 +26,7 @@ struct ServeArgs {
   engine::EngineConfig engine;
   bool no_prefix_caching = false;
   int http_threads = 0;
+  LoraOptions lora;
 };
 
 // The id clients name the model by: the file's stem, or a Hugging Face directory's name.
@@ -54,6 +56,7 @@ void serve_main(ServeArgs a) {
   }
   Loaded l = load(a.model, true, a.vocab_from);
   if (!l.tokenizer) fail(a.model, ": the model has no tokenizer (pass --vocab-from GGUF)");
+  attach_loras(*l.model, a.lora, /*quiet=*/true);  // reported once the server is up
   const tok::Tokenizer& tk = *l.tokenizer;
   // Said once the server is up, so that a start-up failure stays a one-line error.
   std::string note;
@@ -106,6 +109,8 @@ void serve_main(ServeArgs a) {
     }
   });
   if (!note.empty()) std::fprintf(stderr, "serve: note: %s\n", note.c_str());
+  for (const std::string& f : a.lora.files)
+    std::fprintf(stderr, "serve: LoRA adapter %s\n", f.c_str());
   const bool v6 = sc.host.find(':') != std::string::npos;
   std::fprintf(stderr, "serve: listening on http://%s%s%s:%d\n", v6 ? "[" : "", sc.host.c_str(),
                v6 ? "]" : "", port);
@@ -177,6 +182,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 86400.0));
   c->add_option("--vocab-from", a->vocab_from,
                 "GGUF to take the tokenizer from (for llama2.c checkpoints)");
+  add_lora_options(c, a->lora);
   c->callback([a] { serve_main(*a); });
 }
 

@@ -23,6 +23,8 @@ const char* op_name(Op op) {
       return "FFN down projection";
     case Op::Output:
       return "output norm + vocabulary projection";
+    case Op::Lora:
+      return "LoRA adapters";
     case Op::kCount:
       break;
   }

@@ -18,6 +18,7 @@ enum class Op : int {
   FfnUp,      // FFN norm + gate/up projections + SwiGLU
   FfnDown,    // down projection (+ residual)
   Output,     // final norm + output (vocabulary) projection
+  Lora,       // LoRA adapter products (all matrices), when adapters are attached
   kCount
 };
 const char* op_name(Op op);

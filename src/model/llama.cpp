@@ -10,7 +10,7 @@ namespace {
 void llama_block(BlockContext& c, int layer) {
   const LayerWeights& w = c.model.layer(layer);
   attention_block(c, w, layer);
-  swiglu_ffn_block(c, w);
+  swiglu_ffn_block(c, w, layer);
 }
 }  // namespace
 

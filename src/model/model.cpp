@@ -122,6 +122,11 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   const io::ModelFile& f = m->file_;
   const gguf::Value* av = f.find("general.architecture");
   if (!av) fail(f.path, ": missing metadata 'general.architecture' (is this a model file?)");
+  if (const gguf::Value* t = f.find("general.type");
+      t && t->type == gguf::ValueType::STRING && t->str == "adapter")
+    fail(f.path,
+         ": this is a LoRA adapter, not a model (apply it with --lora, or merge it with `brisk "
+         "lora merge`)");
   const std::string& arch_name = av->as_string("general.architecture");
   m->arch_ = find_arch(arch_name);
   if (!m->arch_)
@@ -229,6 +234,11 @@ uint64_t Model::bytes_per_token() const {
     b += mat(w.wq) + mat(w.wk) + mat(w.wv) + mat(w.wo) + mat(w.gate) + mat(w.up) + mat(w.down);
     b += f32(w.attn_norm) + f32(w.ffn_norm) + f32(w.bq) + f32(w.bk) + f32(w.bv);
   }
+  // Attached adapters: their f32 A and B are read once per step too.
+  auto pair = [](const LoraPair& p) { return (p.a.size() + p.b.size()) * sizeof(float); };
+  for (const LayerLora& l : lora_layers_)
+    for (const LoraPair* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) b += pair(*p);
+  b += pair(lora_output_);
   return b;
 }
 
@@ -259,6 +269,12 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   {
     profile::Scope ps(profile::Op::Qkv);
     ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
+  }
+  const LayerLora* lora = c.model.lora(layer);
+  if (lora) {
+    profile::Scope ps(profile::Op::Lora);
+    const LoraOut outs[3] = {{&lora->q, q}, {&lora->k, k}, {&lora->v, v}};
+    lora_apply(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, outs, st, c.pool);
   }
 
   // RoPE per token with the angles computed once per forward pass (st.cos / st.sin), then append
@@ -323,24 +339,50 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
       ops::attention(q, sq.n, sq.pos0, kview, vview, s, att, st.attn_scratch, c.pool);
     }
   }
-  profile::Scope ps(profile::Op::AttnOut);
-  ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
+  {
+    profile::Scope ps(profile::Op::AttnOut);
+    ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
+  }
+  if (lora) {
+    profile::Scope ps(profile::Op::Lora);
+    const LoraOut out{&lora->o, x};
+    lora_apply(att, T, ops::RmsNorm{}, std::span(&out, 1), st, c.pool);
+  }
 }
 
-void swiglu_ffn_block(BlockContext& c, const LayerWeights& w) {
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   const HParams& hp = c.model.hparams();
   InferenceState& st = c.st;
   const int64_t T = c.T;
   float* x = st.x.data();
   float* g = sized(st.gate, T * hp.n_ff);
+  const ops::RmsNorm norm{w.ffn_norm.data(), hp.rms_eps};
+  // Adapters on gate / up change the products before the activation: their deltas (T, n_ff) go
+  // to st.lora_d first and swiglu_hidden adds them to its tiles.
+  const LayerLora* lora = c.model.lora(layer);
+  const float *gate_add = nullptr, *up_add = nullptr;
+  if (lora && (lora->gate.rank > 0 || lora->up.rank > 0)) {
+    profile::Scope ps(profile::Op::Lora);
+    float* d = sized(st.lora_d, 2 * T * hp.n_ff);
+    if (lora->gate.rank > 0) gate_add = d;
+    if (lora->up.rank > 0) up_add = d + T * hp.n_ff;
+    const LoraOut outs[2] = {{&lora->gate, d, false}, {&lora->up, d + T * hp.n_ff, false}};
+    lora_apply(x, T, norm, outs, st, c.pool);
+  }
   // RMSNorm, gate and up projections and silu(gate) * up in one pass; then the down projection.
   {
     profile::Scope ps(profile::Op::FfnUp);
-    ops::swiglu_hidden(x, T, ops::RmsNorm{w.ffn_norm.data(), hp.rms_eps}, w.gate, w.up, w.gate_up,
-                       g, st.lin, c.pool);
+    ops::swiglu_hidden(x, T, norm, w.gate, w.up, w.gate_up, g, st.lin, c.pool, gate_add, up_add);
   }
-  profile::Scope ps(profile::Op::FfnDown);
-  ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
+  {
+    profile::Scope ps(profile::Op::FfnDown);
+    ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
+  }
+  if (lora) {
+    profile::Scope ps(profile::Op::Lora);
+    const LoraOut out{&lora->down, x};
+    lora_apply(g, T, ops::RmsNorm{}, std::span(&out, 1), st, c.pool);
+  }
 }
 
 void Model::forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,
@@ -418,26 +460,34 @@ void Model::run(std::span<const int32_t> tokens, std::span<const BatchSeq> seqs,
 
   // out_rows holds [first, last] pairs of batch rows whose logits are wanted; a single pair is
   // used in place, several are gathered into one contiguous block first.
-  profile::Scope ps(profile::Op::Output);
   const float* src = x;
   int64_t n_out = 0;
-  if (out_rows.size() == 2) {
-    src = x + out_rows[0] * hp_.n_embd;
-    n_out = out_rows[1] - out_rows[0] + 1;
-  } else {
-    for (size_t i = 0; i < out_rows.size(); i += 2) n_out += out_rows[i + 1] - out_rows[i] + 1;
-    float* g = sized(st.h, n_out * hp_.n_embd);
-    int64_t r = 0;
-    for (size_t i = 0; i < out_rows.size(); i += 2)
-      for (int64_t t = out_rows[i]; t <= out_rows[i + 1]; ++t, ++r)
-        std::copy(x + t * hp_.n_embd, x + (t + 1) * hp_.n_embd, g + r * hp_.n_embd);
-    src = g;
+  {
+    profile::Scope ps(profile::Op::Output);
+    if (out_rows.size() == 2) {
+      src = x + out_rows[0] * hp_.n_embd;
+      n_out = out_rows[1] - out_rows[0] + 1;
+    } else {
+      for (size_t i = 0; i < out_rows.size(); i += 2) n_out += out_rows[i + 1] - out_rows[i] + 1;
+      float* g = sized(st.h, n_out * hp_.n_embd);
+      int64_t r = 0;
+      for (size_t i = 0; i < out_rows.size(); i += 2)
+        for (int64_t t = out_rows[i]; t <= out_rows[i + 1]; ++t, ++r)
+          std::copy(x + t * hp_.n_embd, x + (t + 1) * hp_.n_embd, g + r * hp_.n_embd);
+      src = g;
+    }
+    logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
+    if (n_out == 0) return;
+    const ops::LinearTarget out{&output_, nullptr, logits.data()};
+    ops::linear_multi(src, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps},
+                      std::span(&out, 1), st.lin, pool);
   }
-  logits.resize(static_cast<size_t>(n_out * hp_.n_vocab));
-  if (n_out == 0) return;
-  const ops::LinearTarget out{&output_, nullptr, logits.data()};
-  ops::linear_multi(src, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps}, std::span(&out, 1),
-                    st.lin, pool);
+  if (lora_output_.rank > 0) {
+    profile::Scope ps(profile::Op::Lora);
+    const LoraOut lo{&lora_output_, logits.data()};
+    lora_apply(src, n_out, ops::RmsNorm{output_norm_.data(), hp_.rms_eps}, std::span(&lo, 1), st,
+               pool);
+  }
 }
 
 }  // namespace brisk::model

@@ -15,6 +15,7 @@
 #include "io/model_file.h"
 #include "model/arch.h"
 #include "model/hparams.h"
+#include "model/lora.h"
 #include "model/paged_kv.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
@@ -28,6 +29,19 @@ struct LayerWeights {
   std::vector<float> bq, bk, bv;           // empty when the architecture has no QKV bias
   ops::WeightView gate, up, down;          // (n_ff, n_embd) x2, (n_embd, n_ff)
   ops::WeightView gate_up;  // gate and up packed as one matrix (ops::pack_gate_up_into), or unset
+};
+
+// The LoRA adapters attached to one matrix W (n_out, n_in), stacked into one low-rank pair: A
+// (rank, n_in) holds every adapter's A rows, B (n_out, rank) their B columns with each adapter's
+// factor s * alpha / r folded in, so any number of adapters costs one pair of products:
+// y += (x A^T) B^T. rank 0: no adapter on this matrix.
+struct LoraPair {
+  int64_t rank = 0;
+  std::vector<float> a, b;
+  ops::WeightView wa, wb;  // f32 views of a and b (packed where the ISA has an f32 kernel)
+};
+struct LayerLora {
+  LoraPair q, k, v, o, gate, up, down;
 };
 
 // Per-sequence state: the KV cache (f32, (n_ctx, kv_dim) per layer) and reusable activation
@@ -51,6 +65,7 @@ class InferenceState {
   std::vector<ops::AttnSeq> attn_seqs;  // forward_batch: the sequences' attention arguments
   std::vector<int64_t>
       attn_items;  // [first, last] pairs of rows whose logits forward_batch returns
+  std::vector<float> lora_u, lora_d;  // LoRA: x A^T (T, total rank) and pre-activation deltas
   ops::LinearScratch lin;
 
  private:
@@ -86,6 +101,18 @@ class Model {
   // numerator of the memory roofline for generation.
   uint64_t bytes_per_token() const;
 
+  // Attaches a LoRA adapter, applied in every forward pass without merging:
+  // y = W x + scale * alpha / r * B (A x) for each adapted matrix. Adapters stack (call again).
+  // Checks the adapter against this model first (architecture, tensor names, shapes) and throws
+  // brisk::Error naming the adapter file and tensor. Not safe during a forward pass. Without any
+  // adapter the forward pass is exactly the plain one.
+  void add_lora(const LoraAdapter& adapter, float scale = 1.0f);
+  int n_lora() const { return n_lora_; }
+  // The adapters on layer i, or nullptr when no adapter is attached.
+  const LayerLora* lora(int64_t i) const {
+    return lora_layers_.empty() ? nullptr : &lora_layers_[static_cast<size_t>(i)];
+  }
+
   // logits: (T, n_vocab) if all_logits, else (1, n_vocab) for the last token.
   void forward(std::span<const int32_t> tokens, InferenceState& st, std::vector<float>& logits,
                bool all_logits, ThreadPool& pool) const;
@@ -117,6 +144,12 @@ class Model {
   std::vector<LayerWeights> layers_;
   uint64_t n_params_ = 0, weight_bytes_ = 0;
   HugeBuffer packed_;  // repacked copies of the matrices in forward order (views point into it)
+  // Attached LoRA adapters, stacked per matrix (add_lora); lora_packed_ holds their packed f32
+  // copies.
+  std::vector<LayerLora> lora_layers_;
+  LoraPair lora_output_;
+  int n_lora_ = 0;
+  HugeBuffer lora_packed_;
 };
 
 // What an architecture's block function sees: the residual stream x (T, n_embd) to update in
@@ -132,6 +165,18 @@ struct BlockContext {
 
 // Shared layers used by the architecture files.
 void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer);
-void swiglu_ffn_block(BlockContext& c, const LayerWeights& w);
+// Both add the layer's LoRA adapters (model.lora(layer)) to their products when any are attached.
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& w, int64_t layer);
+
+// One LoRA product of lora_apply: out (T, n_out) = (x A^T) B^T, or += with accumulate.
+struct LoraOut {
+  const LoraPair* pair;
+  float* out;
+  bool accumulate = true;
+};
+// x is (T, n_in), shared by every pair (normalised first when norm.weight is set); pairs of rank 0
+// are skipped. The small products run in f32 on the packed f32 kernels, scratch in st.lora_u.
+void lora_apply(const float* x, int64_t T, const ops::RmsNorm& norm, std::span<const LoraOut> outs,
+                InferenceState& st, ThreadPool& pool);
 
 }  // namespace brisk::model

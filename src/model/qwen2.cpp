@@ -9,7 +9,7 @@ namespace {
 void qwen2_block(BlockContext& c, int layer) {
   const LayerWeights& w = c.model.layer(layer);
   attention_block(c, w, layer);  // biases were checked present at load (qkv_bias = true)
-  swiglu_ffn_block(c, w);
+  swiglu_ffn_block(c, w, layer);
 }
 }  // namespace
 

@@ -307,7 +307,8 @@ void linear_add(const float* x, int64_t T, const WeightView& w, float* out, Line
 
 void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
                    const WeightView& up, const WeightView& gate_up, float* out,
-                   LinearScratch& scratch, ThreadPool& pool) {
+                   LinearScratch& scratch, ThreadPool& pool, const float* gate_add,
+                   const float* up_add) {
   check(gate.n_out == up.n_out && gate.n_in == up.n_in, "swiglu: ", gate.name, " and ", up.name,
         " differ in shape");
   const int64_t n_ff = gate.n_out;
@@ -317,6 +318,8 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
     scratch.tile.resize(static_cast<size_t>(T * n_ff));
     const LinearTarget tg[2] = {{&gate, nullptr, out}, {&up, nullptr, scratch.tile.data()}};
     linear_multi(x, T, norm, tg, scratch, pool);
+    if (gate_add) vo.add(out, gate_add, T * n_ff);
+    if (up_add) vo.add(scratch.tile.data(), up_add, T * n_ff);
     vo.silu_mul(out, scratch.tile.data(), out, T * n_ff);
     return;
   }
@@ -347,7 +350,9 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
             for (int64_t i = 0; i < np; ++i) {
               const int64_t r0 = (p0 + i) * rows;
               const int64_t n = std::min(rows, n_ff - r0);
-              const float* gt = tile + t * ldo + 2 * i * rows;
+              float* gt = tile + t * ldo + 2 * i * rows;
+              if (gate_add) vo.add(gt, gate_add + t * n_ff + r0, n);
+              if (up_add) vo.add(gt + rows, up_add + t * n_ff + r0, n);
               vo.silu_mul(gt, gt + rows, out + t * n_ff + r0, n);
             }
         }

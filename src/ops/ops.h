@@ -87,9 +87,12 @@ void linear_add(const float* x, int64_t T, const WeightView& w, float* out, Line
 // SwiGLU hidden layer: out (T, n_ff) = silu(norm(x) Wg^T) * (norm(x) Wu^T), gate and up (n_ff,
 // n_in). With a fused gate_up view (pack_gate_up_into; gate_up.packed set) each thread computes
 // gate and up rows for a range of group pairs into small tiles and writes only the product.
+// gate_add and up_add, (T, n_ff) or null, are added to the gate and up products before the
+// activation (LoRA adapters on those matrices).
 void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightView& gate,
                    const WeightView& up, const WeightView& gate_up, float* out,
-                   LinearScratch& scratch, ThreadPool& pool);
+                   LinearScratch& scratch, ThreadPool& pool, const float* gate_add = nullptr,
+                   const float* up_add = nullptr);
 
 // Row `row` of a (n_rows, n) weight in any storage type, dequantised to f32 (embedding lookup).
 void get_row(const WeightView& w, int64_t row, float* out);

@@ -50,12 +50,31 @@ using namespace brisk;
 
 namespace {
 
-void run_case(const char* type_name, DType type, int threads) {
+// A rank-8 adapter on every weight matrix of m (and the output product), all values 0.01.
+model::LoraAdapter full_adapter(const model::Model& m) {
+  model::LoraAdapter a;
+  a.arch = m.hparams().arch;
+  a.alpha = 16;
+  for (const auto& t : m.file().tensors) {
+    if (t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
+    a.targets.push_back({t.name, t.shape[0], t.shape[1], 8,
+                         std::vector<float>(static_cast<size_t>(8 * t.shape[0]), 0.01f),
+                         std::vector<float>(static_cast<size_t>(8 * t.shape[1]), 0.01f)});
+  }
+  const auto* e = m.file().find_tensor("token_embd.weight");
+  a.targets.push_back({"output.weight", e->shape[0], e->shape[1], 8,
+                       std::vector<float>(static_cast<size_t>(8 * e->shape[0]), 0.01f),
+                       std::vector<float>(static_cast<size_t>(8 * e->shape[1]), 0.01f)});
+  return a;
+}
+
+void run_case(const char* type_name, DType type, int threads, bool lora = false) {
   ThreadPool pool(threads);
   model::SynthConfig cfg;
   model::synth_preset("tiny", cfg);
   cfg.type = type;
   auto m = model::Model::load(model::synth_model(cfg, pool));
+  if (lora) m->add_lora(full_adapter(*m), 1.0f);
   model::InferenceState st(m->hparams(), 1024);
   std::vector<float> logits;
   const std::vector<int32_t> prompt(16, 5);
@@ -72,7 +91,8 @@ void run_case(const char* type_name, DType type, int threads) {
   m->forward(prompt, st, logits, false, pool);
   m->forward(std::span(prompt.data(), 3), st, logits, false, pool);
   g_counting = false;
-  EXPECT_EQ(g_allocs.load(), 0) << type_name << ", " << threads << " threads";
+  EXPECT_EQ(g_allocs.load(), 0) << type_name << ", " << threads << " threads"
+                                << (lora ? ", LoRA" : "");
 }
 
 TEST(HotPath, DecodeAndPromptStepsDoNotAllocate) {
@@ -80,6 +100,7 @@ TEST(HotPath, DecodeAndPromptStepsDoNotAllocate) {
     run_case("q4_0", DType::Q4_0, threads);
     run_case("q4_K", DType::Q4_K, threads);
     run_case("f16", DType::F16, threads);
+    run_case("q4_0", DType::Q4_0, threads, /*lora=*/true);
   }
 }
 

@@ -536,7 +536,15 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   size_t expect = row_bytes(type, shape[0]) * static_cast<size_t>(rows);
   check(expect == nbytes, "tensor '", name, "': ", nbytes, " bytes given, shape needs ", expect);
   for (const auto& t : tensors_) check(t.name != name, "duplicate tensor name '", name, "'");
-  tensors_.push_back({name, type, shape, data, nbytes});
+  tensors_.push_back({name, type, shape, data, nbytes, {}});
+}
+
+void GgufWriter::add_tensor_fn(const std::string& name, DType type,
+                               const std::vector<int64_t>& shape, size_t nbytes,
+                               std::function<void(uint8_t* dst)> fill) {
+  check(static_cast<bool>(fill), "tensor '", name, "': no fill function");
+  add_tensor(name, type, shape, nullptr, nbytes);
+  tensors_.back().fill = std::move(fill);
 }
 
 void GgufWriter::copy_metadata_from(const GgufFile& f) {
@@ -572,8 +580,15 @@ void GgufWriter::write(const std::string& path, uint32_t version) const {
   }
   w.write_zeros(align_up(w.offset(), alignment) - w.offset());
   const uint64_t base = w.offset();
+  std::vector<uint8_t> buf;  // one computed tensor at a time
   for (const auto& t : tensors_) {
-    w.write(t.data, t.nbytes);
+    if (t.fill) {
+      buf.assign(t.nbytes, 0);
+      t.fill(buf.data());
+      w.write(buf.data(), t.nbytes);
+    } else {
+      w.write(t.data, t.nbytes);
+    }
     w.write_zeros(align_up(w.offset() - base, alignment) - (w.offset() - base));
   }
   w.commit();

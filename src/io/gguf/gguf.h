@@ -9,6 +9,7 @@
 // write()), then writes header, KV pairs, tensor infos, padding and aligned data atomically.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -128,6 +129,10 @@ class GgufWriter {
   // `data` must hold row_bytes(type, shape[0]) * prod(shape[1..]) bytes and outlive write().
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape,
                   const void* data, size_t nbytes);
+  // A tensor whose nbytes bytes are computed at write time by fill(dst), one such tensor in memory
+  // at a time (writers that derive tensors, e.g. `brisk lora merge`, need not hold them all).
+  void add_tensor_fn(const std::string& name, DType type, const std::vector<int64_t>& shape,
+                     size_t nbytes, std::function<void(uint8_t* dst)> fill);
   // Copies the metadata (and optionally the tensors, as views) of an existing file.
   void copy_metadata_from(const GgufFile& f);
   void write(const std::string& path, uint32_t version = 3) const;
@@ -139,6 +144,7 @@ class GgufWriter {
     std::vector<int64_t> shape;
     const void* data;
     size_t nbytes;
+    std::function<void(uint8_t*)> fill;  // set: data is null, bytes come from fill
   };
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<PendingTensor> tensors_;
