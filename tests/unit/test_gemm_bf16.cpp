@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -244,6 +246,23 @@ TEST(GemmBf16, ConcurrentColumnBlocksEqualOneCall) {
     for (std::thread& th : threads) th.join();
     ASSERT_EQ(split, whole) << p.name();
   }
+}
+
+// The CPUID check agrees with the kernel's own report of the CPU (Linux), and the fast kernel is
+// used exactly when the CPU has the instruction and the active ISA is an AVX-512 one.
+TEST(GemmBf16, DetectsAvx512Bf16) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  bool found = false, listed = false;
+  while (!found && std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    found = true;
+    std::istringstream words(line);
+    for (std::string w; words >> w;) listed = listed || w == "avx512_bf16";
+  }
+  if (!found) GTEST_SKIP() << "no /proc/cpuinfo flags line";
+  EXPECT_EQ(cpu_has_avx512_bf16(), listed && cpu_supports(Isa::Avx512));
+  EXPECT_EQ(gemm_bf16_fast(), cpu_has_avx512_bf16() && active_isa_kind() >= Isa::Avx512);
 }
 
 }  // namespace
