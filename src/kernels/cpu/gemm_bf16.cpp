@@ -42,18 +42,19 @@ void gemm_bf16_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   for (int64_t k = 0; k < K; ++k)
     for (int64_t n = 0; n < N; ++n)
       b[static_cast<size_t>(k * N + n)] = round_bf16(trans_b ? B[n * ldb + k] : B[k * ldb + n]);
-  std::vector<float> acc(static_cast<size_t>(N));
+  std::vector<float> acc_buf(static_cast<size_t>(N));
+  float* __restrict acc = acc_buf.data();
   for (int64_t m = 0; m < M; ++m) {
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    // Each acc[n] is summed over k in order: the sequential dot product of row m and column n.
+    std::fill(acc, acc + N, 0.0f);
+    // Each acc[n] is summed over k in order: the sequential dot product of row m and column n
+    // (vectorised across n only, which keeps that order).
     for (int64_t k = 0; k < K; ++k) {
       const float a = round_bf16(trans_a ? A[k * lda + m] : A[m * lda + k]);
-      const float* bk = b.data() + k * N;
-      for (int64_t n = 0; n < N; ++n) acc[static_cast<size_t>(n)] += a * bk[n];
+      const float* __restrict bk = b.data() + k * N;
+      for (int64_t n = 0; n < N; ++n) acc[n] += a * bk[n];
     }
     float* c = C + m * ldc;
-    for (int64_t n = 0; n < N; ++n)
-      c[n] = beta == 0.0f ? acc[static_cast<size_t>(n)] : acc[static_cast<size_t>(n)] + beta * c[n];
+    for (int64_t n = 0; n < N; ++n) c[n] = beta == 0.0f ? acc[n] : acc[n] + beta * c[n];
   }
 }
 

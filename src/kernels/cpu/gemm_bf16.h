@@ -34,8 +34,9 @@ bool gemm_bf16_fast();
 
 // Portable reference with the same semantics: each C element is the sequential f32 sum over k
 // of bf16(op(A)(m, k)) * bf16(op(B)(k, n)), then C = sum + beta * C (C unread when beta == 0).
-// Slow (scalar loops; allocates a rounded copy of op(B) per call): the fallback and the tests'
-// oracle.
+// Slow (plain loops, ~7 GFLOP/s on Zen 4 against ~100 for OpenBLAS sgemm; allocates a rounded
+// copy of op(B) per call): the fallback and the tests' oracle. A caller with a faster f32 path
+// should prefer it when !gemm_bf16_fast().
 void gemm_bf16_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
