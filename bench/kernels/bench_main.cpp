@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   register_quant_benchmarks();
   register_attention_benchmarks();
   register_gemm_benchmarks();
+  register_gemm_bf16_benchmarks();
   register_vec_benchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -5,4 +5,5 @@
 void register_quant_benchmarks();
 void register_attention_benchmarks();
 void register_gemm_benchmarks();
+void register_gemm_bf16_benchmarks();
 void register_vec_benchmarks();

@@ -18,6 +18,7 @@ namespace {
 
 struct Features {
   bool supported[kIsaCount] = {true, false, false, false, false};
+  bool avx512_bf16 = false;
 };
 
 #ifdef BRISK_X86_KERNELS
@@ -41,16 +42,18 @@ Features detect() {
   const bool os_zmm = (xcr0 & 0xE6) == 0xE6;  // + opmask, ZMM0-15 upper halves, ZMM16-31
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
+  const unsigned max_subleaf = a;
   const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31), vnni = c & (1u << 11);
   __cpuid_count(7, 1, a, b, c, d);
-  const bool avx_vnni = a & (1u << 4);
+  const bool avx_vnni = a & (1u << 4), avx512_bf16 = max_subleaf >= 1 && (a & (1u << 5));
   auto& sup = f.supported;
   sup[static_cast<int>(Isa::Avx2)] = os_ymm && avx2 && fma && f16c;
   sup[static_cast<int>(Isa::AvxVnni)] = sup[static_cast<int>(Isa::Avx2)] && avx_vnni;
   sup[static_cast<int>(Isa::Avx512)] =
       sup[static_cast<int>(Isa::Avx2)] && os_zmm && avx512f && avx512bw && avx512vl;
   sup[static_cast<int>(Isa::Avx512Vnni)] = sup[static_cast<int>(Isa::Avx512)] && vnni;
+  f.avx512_bf16 = sup[static_cast<int>(Isa::Avx512)] && avx512_bf16;
   return f;
 }
 #else
@@ -124,6 +127,10 @@ Isa active_isa_kind() {
 
 const char* active_isa() {
   return isa_name(active_isa_kind());
+}
+
+bool cpu_has_avx512_bf16() {
+  return features().avx512_bf16;
 }
 
 }  // namespace brisk::kernels

@@ -33,4 +33,8 @@ Isa best_isa();                 // the most capable variant cpu_supports()
 Isa active_isa_kind();
 const char* active_isa();  // isa_name(active_isa_kind())
 
+// AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16) on top of cpu_supports(Isa::Avx512). Not a variant of
+// its own: only the bf16 training GEMM (gemm_bf16.h) uses it, under an AVX-512 active ISA.
+bool cpu_has_avx512_bf16();
+
 }  // namespace brisk::kernels
