@@ -5,10 +5,10 @@ JOBS ?= $(shell nproc)
 BUILD := build
 BRISK_TESTDATA ?= $(abspath ../shared/testdata)
 export BRISK_TESTDATA
-DEFAULT_MODEL := $(BUILD)/default-model.gguf
-PROMPT ?= Once upon a time
+DEFAULT_MODEL := models/brisk-default.gguf
+PROMPT ?= The meaning of life is
 
-.PHONY: all setup build run test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels bench-serve soak
+.PHONY: all setup build run default-model test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels bench-serve soak
 
 all: build
 
@@ -19,14 +19,14 @@ build: setup
 	@cmake --preset release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-# Until brisk trains its own default model (a later issue), the default model is a small
-# random-weight llama written by `brisk synth`: the text it prints is noise.
-$(DEFAULT_MODEL): | build
-	@./$(BUILD)/brisk synth --preset tiny --type q8_0 -o $(DEFAULT_MODEL)
+# The default model is brisk's own: a 6.8M-parameter llama trained from scratch on English text
+# from Debian packages (configs/default.conf), committed under models/. `make default-model`
+# retrains it (about an hour on 2 cores).
+run: build
+	@./$(BUILD)/brisk run -p "$(PROMPT)" -n 64 --temp 0.8 --top-p 0.95 --seed 1
 
-run: build $(DEFAULT_MODEL)
-	@echo "NOTE: the default model has random weights (no trained model yet): its text is noise."
-	@./$(BUILD)/brisk run -m $(DEFAULT_MODEL) -p "$(PROMPT)" -n 48 --seed 1
+default-model: build
+	@bash scripts/train_default.sh $(BUILD)/brisk
 
 test: test-release test-asan fuzz-smoke
 
