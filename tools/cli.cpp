@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -57,6 +59,23 @@ std::string read_file_text(const std::string& path) {
   std::ostringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string default_model_path() {
+  if (const char* e = std::getenv("BRISK_DEFAULT_MODEL"); e && *e) return e;
+#ifdef BRISK_DEFAULT_MODEL
+  return BRISK_DEFAULT_MODEL;
+#else
+  return "models/brisk-default.gguf";
+#endif
+}
+
+std::string model_or_default(const std::string& model) {
+  if (!model.empty()) return model;
+  const std::string d = default_model_path();
+  check(std::filesystem::exists(d), "no -m given and the default model ", d,
+        " is missing (make default-model trains it)");
+  return d;
 }
 
 int default_threads() {

@@ -29,6 +29,10 @@ Loaded load(const std::string& path, bool with_weights, const std::string& vocab
 std::vector<int32_t> parse_token_list(const std::string& s);
 std::string read_file_text(const std::string& path);
 int default_threads();
+// The embedded default model (models/brisk-default.gguf; BRISK_DEFAULT_MODEL overrides).
+std::string default_model_path();
+// `model`, or the default model when empty (an error if that file is missing).
+std::string model_or_default(const std::string& model);
 
 void add_run_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
@@ -41,6 +45,7 @@ void add_serve_command(CLI::App& app);
 void add_bench_serve_command(CLI::App& app);
 void add_bench_train_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_distill_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_lora_command(CLI::App& app);

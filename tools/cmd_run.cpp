@@ -26,9 +26,10 @@ struct RunArgs {
 void run(const RunArgs& a) {
   std::string text = a.prompt;
   if (!a.prompt_file.empty()) text = read_file_text(a.prompt_file);
-  Loaded l = load(a.model, true, a.vocab_from);
+  const std::string model_path = model_or_default(a.model);
+  Loaded l = load(model_path, true, a.vocab_from);
   attach_loras(*l.model, a.lora, a.quiet);
-  if (!l.tokenizer) fail(a.model, ": the model has no tokenizer (pass --vocab-from GGUF)");
+  if (!l.tokenizer) fail(model_path, ": the model has no tokenizer (pass --vocab-from GGUF)");
   const tok::Tokenizer& tk = *l.tokenizer;
 
   std::vector<int32_t> ids;
@@ -45,7 +46,7 @@ void run(const RunArgs& a) {
       rendered = tok::apply_chat_template(*fam, msgs, true, bos, eos);
     } else {
       if (tk.chat_template().empty())
-        fail(a.model, ": the model has no chat template (pass --chat-template NAME)");
+        fail(model_path, ": the model has no chat template (pass --chat-template NAME)");
       rendered = tok::apply_chat_template(tk.chat_template(), msgs, true, bos, eos);
     }
     // Templates that spell out the BOS token must not get a second one.
@@ -94,8 +95,8 @@ void add_run_command(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* c = app.add_subcommand("run", "Generate text from a prompt (streams to stdout)");
   c->add_option("-m,--model", a->model,
-                "Model: GGUF file, Hugging Face directory, safetensors or llama2.c checkpoint")
-      ->required();
+                "Model: GGUF file, Hugging Face directory, safetensors or llama2.c checkpoint "
+                "(default: brisk's embedded model, models/brisk-default.gguf)");
   auto* p = c->add_option("-p,--prompt", a->prompt, "Prompt text");
   c->add_option("-f,--file", a->prompt_file, "Read the prompt from a file")->excludes(p);
   c->add_option("-n,--max-tokens", a->n, "Tokens to generate")

@@ -1,12 +1,16 @@
 // brisk serve: an OpenAI-compatible HTTP server (src/serve) over the batching engine
 // (src/engine). Prints "serve: listening on http://HOST:PORT" on stderr once it accepts
 // connections; SIGTERM / SIGINT drain in-flight requests (up to --drain-seconds) and exit 0.
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -37,15 +41,26 @@ std::string default_model_name(const std::string& path) {
   return stem.empty() ? "model" : stem;
 }
 
+// SIGINT / SIGTERM write their number into a pipe (async-signal-safe) that a watcher thread reads:
+// the drain then runs as ordinary code, not inside a signal handler. A handler, rather than
+// blocking the signals and taking them with sigwait, because threads this process did not start
+// (OpenBLAS starts its pool when the library loads, before main) would not have them blocked and
+// a SIGTERM delivered to one of them would kill the process.
+int g_stop_pipe[2] = {-1, -1};
+extern "C" void on_stop_signal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  const ssize_t r = ::write(g_stop_pipe[1], &b, 1);
+  (void)r;
+}
+
 void serve_main(ServeArgs a) {
-  // SIGINT / SIGTERM are blocked in this thread before any other starts (the engine and HTTP
-  // threads inherit the mask), and taken synchronously by one watcher thread below: the drain
-  // then runs as ordinary code, not inside a signal handler.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  check(::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) == 0, "serve: pipe: ", std::strerror(errno));
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must fail a write, not kill us
 
   if (!a.chat_template.empty()) {
@@ -54,8 +69,9 @@ void serve_main(ServeArgs a) {
       fail("unknown --chat-template '", a.chat_template,
            "' (llama2, llama3, chatml, mistral, phi3, zephyr, gemma)");
   }
-  Loaded l = load(a.model, true, a.vocab_from);
-  if (!l.tokenizer) fail(a.model, ": the model has no tokenizer (pass --vocab-from GGUF)");
+  const std::string model_path = model_or_default(a.model);
+  Loaded l = load(model_path, true, a.vocab_from);
+  if (!l.tokenizer) fail(model_path, ": the model has no tokenizer (pass --vocab-from GGUF)");
   attach_loras(*l.model, a.lora, /*quiet=*/true);  // reported once the server is up
   const tok::Tokenizer& tk = *l.tokenizer;
   // Said once the server is up, so that a start-up failure stays a one-line error.
@@ -79,7 +95,7 @@ void serve_main(ServeArgs a) {
   ec.validate();
 
   serve::ServerConfig& sc = a.server;
-  sc.model_name = a.model_name.empty() ? default_model_name(a.model) : a.model_name;
+  sc.model_name = a.model_name.empty() ? default_model_name(model_path) : a.model_name;
   // Every open stream holds one HTTP thread: leave room for the running batch, the queue behind
   // it, and a few plain requests (health checks, metrics scrapes).
   sc.http_threads = a.http_threads > 0 ? a.http_threads : std::max(64, 4 * ec.max_num_seqs);
@@ -94,9 +110,12 @@ void serve_main(ServeArgs a) {
   std::atomic<bool> stopped{false};
   std::thread drainer;
   std::thread watcher([&] {
-    const timespec poll{0, 200'000'000};
     while (!stopped.load()) {
-      const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
+      pollfd pfd{g_stop_pipe[0], POLLIN, 0};
+      if (::poll(&pfd, 1, 200) <= 0) continue;
+      unsigned char b = 0;
+      if (::read(g_stop_pipe[0], &b, 1) != 1) continue;
+      const int sig = b;
       if (sig != SIGINT && sig != SIGTERM) continue;
       const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
       if (drainer.joinable()) {
@@ -130,8 +149,8 @@ void add_serve_command(CLI::App& app) {
                                    "OpenAI-compatible HTTP server (completions, chat, "
                                    "streaming, /metrics)");
   c->add_option("-m,--model", a->model,
-                "Model: GGUF file, Hugging Face directory, safetensors or llama2.c checkpoint")
-      ->required();
+                "Model: GGUF file, Hugging Face directory, safetensors or llama2.c checkpoint "
+                "(default: brisk's embedded model, models/brisk-default.gguf)");
   c->add_option("--host", a->server.host, "Address to listen on")->capture_default_str();
   c->add_option("--port", a->server.port, "Port (0: any free port, printed when ready)")
       ->capture_default_str()

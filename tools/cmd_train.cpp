@@ -14,8 +14,11 @@
 #include "cli.h"
 #include "core/error.h"
 #include "io/safetensors/hf_dir.h"
+#include "model/lora.h"
 #include "train/batcher.h"
 #include "train/export.h"
+#include "train/grad_ops.h"
+#include "train/lora_hook.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -64,24 +67,55 @@ std::string eta(double s) {
   return b;
 }
 
+struct TrainArgs {
+  std::string config;
+  bool resume = false, json = false;
+  int64_t steps = 0;
+  std::string teacher;  // brisk distill: overrides distill.teacher
+  double kd_alpha = -1, kd_tau = -1;
+};
+
+void run_train(const TrainArgs* a);
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
-  struct Args {
-    std::string config;
-    bool resume = false, json = false;
-    int64_t steps = 0;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<TrainArgs>();
   CLI::App* c =
       app.add_subcommand("train", "Pretrain or fine-tune a llama model from a config file");
   c->add_option("-c,--config", a->config, "Training config (see configs/*.conf)")->required();
   c->add_flag("--resume", a->resume, "Continue from <out>/checkpoint.bin");
   c->add_option("--steps", a->steps, "Override train.steps (the schedule keeps the config's)");
   c->add_flag("--json", a->json, "Progress as JSON lines on stdout");
-  c->callback([a] {
+  c->callback([a] { run_train(a.get()); });
+}
+
+void add_distill_command(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* c = app.add_subcommand(
+      "distill",
+      "Train a student (config file) on the data mixed with a teacher's softened distribution");
+  c->add_option("--teacher", a->teacher, "Teacher model (GGUF or HF directory)")->required();
+  c->add_option("--student", a->config, "The student's training config")->required();
+  c->add_option("--alpha", a->kd_alpha, "Weight of the KL term (default: distill.alpha or 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--tau", a->kd_tau, "Temperature (default: distill.tau or 2)")
+      ->check(CLI::Range(0.05, 100.0));
+  c->add_flag("--resume", a->resume, "Continue from <out>/checkpoint.bin");
+  c->add_option("--steps", a->steps, "Override train.steps");
+  c->add_flag("--json", a->json, "Progress as JSON lines on stdout");
+  c->callback([a] { run_train(a.get()); });
+}
+
+namespace {
+
+void run_train(const TrainArgs* a) {
+  {
     const train::ConfigFile cf = train::ConfigFile::load(a->config);
     train::TrainConfig tc = train::read_train_config(cf);
+    if (!a->teacher.empty()) tc.teacher = a->teacher;
+    if (a->kd_alpha >= 0) tc.kd_alpha = a->kd_alpha;
+    if (a->kd_tau > 0) tc.kd_tau = a->kd_tau;
     const int threads = tc.threads > 0 ? tc.threads : default_threads();
 
     // Shape and initial weights: from a model to fine-tune, or fresh.
@@ -103,8 +137,10 @@ void add_train_command(CLI::App& app) {
         if (k == "tokenizer.ggml.tokens")
           tc.shape.vocab = static_cast<int64_t>(v.as_array(k).size());
     }
-    check(tc.seq_len <= tc.shape.context && tc.max_seq_len <= tc.shape.context, a->config,
-          ": data.seq_len / max_seq_len exceed model.context ", tc.shape.context);
+    check(tc.budget_mode ? tc.max_seq_len <= tc.shape.context : tc.seq_len <= tc.shape.context,
+          a->config, ": data.", tc.budget_mode ? "max_seq_len " : "seq_len ",
+          tc.budget_mode ? tc.max_seq_len : tc.seq_len, " exceeds model.context ",
+          tc.shape.context);
 
     train::LlamaTrainer<float> model(tc.shape, threads);
     if (init.empty()) init = train::init_params(model.layout(), tc.shape, tc.seed);
@@ -116,7 +152,44 @@ void add_train_command(CLI::App& app) {
     lc.global_tokens = tc.global_tokens;
     lc.precision = tc.precision;
     lc.checkpointing = tc.checkpointing;
+    lc.kd_alpha = tc.kd_alpha;
+    lc.kd_tau = tc.kd_tau;
+    // LoRA / QLoRA: the matrices run through adapters over a frozen (possibly quantised) base.
+    std::unique_ptr<train::LoraHook> hook;
+    if (tc.lora_rank > 0) {
+      hook = std::make_unique<train::LoraHook>(model, init.data(), tc.lora);
+      model.set_hook(hook.get());
+    }
     train::Trainer tr(model, std::move(init), tc.optim, lc, *src);
+    if (hook) {
+      tr.set_adapter_params(hook->params().data(), hook->grads().data(), hook->params().size(),
+                            hook->decay_ranges());
+      std::fprintf(stderr,
+                   "train: LoRA rank %lld, alpha %g, %zu adapted matrices, %.2f M trainable "
+                   "parameters, base in %s (%.1f MiB)\n",
+                   static_cast<long long>(tc.lora.rank), tc.lora.alpha, hook->targets().size(),
+                   static_cast<double>(hook->params().size()) / 1e6, dtype_name(tc.lora.base_type),
+                   static_cast<double>(hook->base_bytes()) / 1048576.0);
+    }
+    // Distillation: the teacher's probabilities at temperature tau for every micro-batch.
+    std::unique_ptr<train::LlamaTrainer<float>> teacher;
+    std::vector<float> teacher_params;
+    if (!tc.teacher.empty()) {
+      train::ImportedModel im = train::import_model(tc.teacher);
+      check(im.shape.vocab == tc.shape.vocab, tc.teacher, ": the teacher's vocabulary of ",
+            im.shape.vocab, " differs from the student's ", tc.shape.vocab);
+      teacher = std::make_unique<train::LlamaTrainer<float>>(im.shape, threads);
+      teacher_params = std::move(im.params);
+      const int64_t V = im.shape.vocab;
+      tr.set_teacher(
+          [&teacher, &teacher_params, V](const train::Batch& b, double tau, std::vector<float>& p) {
+            teacher->logits(b, teacher_params.data(), p);
+            train::softmax_rows(p.data(), b.n_tokens(), V, tau, teacher->pool());
+          });
+      std::fprintf(stderr, "train: distilling from %s (%.2f M parameters), alpha %.2f, tau %.2f\n",
+                   tc.teacher.c_str(), static_cast<double>(teacher->layout().total()) / 1e6,
+                   tc.kd_alpha, tc.kd_tau);
+    }
 
     fs::create_directories(tc.out);
     const std::string ckpt = (fs::path(tc.out) / "checkpoint.bin").string();
@@ -188,6 +261,32 @@ void add_train_command(CLI::App& app) {
     }
     tr.save(ckpt, cf.text());
     if (tc.eval_interval == 0 || tr.steps_done() % tc.eval_interval != 0) validate();
+    if (hook) {
+      // The adapters as a GGUF LoRA adapter (brisk run --lora, brisk lora merge).
+      std::vector<model::LoraTarget> targets;
+      for (const train::LoraHook::Target& t : hook->targets()) {
+        model::LoraTarget lt;
+        lt.name =
+            "blk." + std::to_string(t.layer) + "." + train::mat_tensor_name(t.mat) + ".weight";
+        lt.n_in = t.in;
+        lt.n_out = t.out;
+        lt.rank = tc.lora.rank;
+        lt.a.assign(
+            hook->params().begin() + static_cast<std::ptrdiff_t>(t.a_off),
+            hook->params().begin() +
+                static_cast<std::ptrdiff_t>(t.a_off + static_cast<size_t>(tc.lora.rank * t.in)));
+        lt.b.assign(
+            hook->params().begin() + static_cast<std::ptrdiff_t>(t.b_off),
+            hook->params().begin() +
+                static_cast<std::ptrdiff_t>(t.b_off + static_cast<size_t>(tc.lora.rank * t.out)));
+        targets.push_back(std::move(lt));
+      }
+      const std::string ap = (fs::path(tc.out) / "adapter.gguf").string();
+      model::write_lora_adapter(ap, "llama", static_cast<float>(tc.lora.alpha), targets);
+      std::fprintf(stderr, "train: wrote %s (use: brisk run -m %s --lora %s)\n", ap.c_str(),
+                   tc.init.c_str(), ap.c_str());
+      return;
+    }
     const std::string gguf = (fs::path(tc.out) / "model.gguf").string();
     const io::ModelFile mf =
         train::export_model(tc.shape, model.layout(), tr.params().data(), tok_md, tc.export_type,
@@ -198,7 +297,8 @@ void add_train_command(CLI::App& app) {
       io::write_hf_dir(mf, (fs::path(tc.out) / "hf").string());
       std::fprintf(stderr, "train: wrote %s/hf\n", tc.out.c_str());
     }
-  });
+  }
 }
 
+}  // namespace
 }  // namespace brisk::cli

@@ -89,5 +89,8 @@ void set_blas_threads(int n);
 // Process-wide: each LlamaTrainer sets its own pool at the start of a step.
 void set_matmul_pool(ThreadPool* pool);
 void release_matmul_pool(ThreadPool* pool);  // unset if it is the current one
+// bf16 arithmetic for the float matrix products (operands rounded to bf16, f32 sums) where the
+// CPU has AVX512-BF16; returns whether it is on. Process-wide, set by each step.
+bool set_bf16_compute(bool on);
 
 }  // namespace brisk::train

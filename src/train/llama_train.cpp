@@ -315,6 +315,7 @@ StepResult LlamaTrainer<T>::step(const Batch& b, const T* params, T* grads, cons
         "train: half precision storage needs float compute");
   Impl& w = *impl_;
   set_matmul_pool(pool_.get());
+  if constexpr (std::is_same_v<T, float>) set_bf16_compute(o.precision == Precision::BF16);
   // Positions restart at 0 in each sequence.
   w.pos.resize(static_cast<size_t>(N));
   for (size_t q = 0; q + 1 < b.seq_start.size(); ++q) {

@@ -10,8 +10,9 @@
 // backward (cheap, O(N*D) / O(N*F)); attention probabilities are recomputed from q, k and the
 // log-sum-exp (nothing (T, T) is stored).
 //
-// Precision: activations are stored in f32, bf16 or f16 (Precision); compute is f32 (OpenBLAS)
-// with f32 master weights and f32 gradients. In the half modes, the gradient of the residual
+// Precision: activations are stored in f32, bf16 or f16 (Precision); master weights and gradients
+// are f32. Matrix products are f32 (OpenBLAS), or in bf16 mode on CPUs with AVX512-BF16 bf16
+// products with f32 sums (kernels/cpu/gemm_bf16.h). In the half modes, the gradient of the residual
 // stream passed from layer to layer is also rounded to the storage type, so fp16 needs loss
 // scaling (trainer.h) exactly as on hardware that stores it in fp16.
 // Checkpointing: only x_in of each layer is kept; the backward recomputes the layer's forward

@@ -1,8 +1,8 @@
 #include "train/train_config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
