@@ -46,7 +46,9 @@ done
 expect 2 "no subcommand" -- "$BRISK"
 expect 2 "unknown subcommand" -- "$BRISK" frobnicate
 expect 2 "unknown flag" -- "$BRISK" run --no-such-flag
-expect 2 "missing model" -- "$BRISK" run -p hi
+expect 2 "missing model" -- env BRISK_DEFAULT_MODEL="$TMP/none.gguf" "$BRISK" run -p hi
+# Without -m, run uses the embedded default model (models/brisk-default.gguf).
+expect 0 "run the default model" -- "$BRISK" run -p "The sea" -n 8 --seed 1
 expect 2 "bad number" -- "$BRISK" run -m x -n lots
 
 # bad input files
@@ -106,7 +108,8 @@ grep -q "GB/s" "$TMP/out" || bad "bench --bandwidth printed no table"
 
 # serve and bench-serve: bad flags, then a server on a free port, a second one on the same port
 # (refused with one line), a small load test against it (table and JSON), and SIGTERM -> exit 0.
-expect 2 "serve missing model" -- "$BRISK" serve --port 0
+expect 2 "serve without -m and no default model" -- env BRISK_DEFAULT_MODEL="$TMP/none.gguf" "$BRISK" serve --port 0
+expect 2 "run without -m and no default model" -- env BRISK_DEFAULT_MODEL="$TMP/none.gguf" "$BRISK" run -p hi -n 2
 expect 2 "serve bad port" -- "$BRISK" serve -m "$TMP/m.gguf" --port 70000
 expect 2 "serve bad kv type" -- "$BRISK" serve -m "$TMP/m.gguf" --kv-type q4_0
 expect 2 "serve bad chat template" -- "$BRISK" serve -m "$TMP/m.gguf" --chat-template nope
