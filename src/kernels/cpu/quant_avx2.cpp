@@ -15,6 +15,7 @@
 
 #include <cstring>
 
+#include "core/half.h"
 #include "kernels/cpu/quant_avx2_helpers.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/quant_isa_helpers.h"
@@ -260,12 +261,74 @@ float f16_vec_dot_avx2(int64_t n, const void* w, const void* a) {
   return static_cast<float>(sum);
 }
 
+// f16 <-> f32 with F16C, 8 lanes at a time (round to nearest even, as f32_to_f16); the tail
+// and NaN payloads go through the scalar code.
+void f16_to_float_avx2(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+}
+void f16_from_float_avx2(const float* src, void* dst, int64_t n) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+      for (int64_t j = i; j < i + 8; ++j) d[j] = f32_to_f16(src[j]);
+      continue;
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; ++i) d[i] = f32_to_f16(src[i]);
+}
+// bf16 <-> f32: a shift up; down with round to nearest even (x + 0x7fff + lsb) >> 16. Lanes
+// holding NaN go through the scalar code (keeps them NaN).
+void bf16_to_float_avx2(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_slli_epi32(w, 16));
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+}
+void bf16_from_float_avx2(const float* src, void* dst, int64_t n) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+      for (int64_t j = i; j < i + 8; ++j) d[j] = f32_to_bf16(src[j]);
+      continue;
+    }
+    const __m256i x = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, bias), lsb), 16);
+    // 8 x 32-bit -> 8 x 16-bit: pack within 128-bit lanes, then gather the two halves.
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xD8);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), _mm256_castsi256_si128(p));
+  }
+  for (; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+}
+
 }  // namespace
 
 void apply_avx2_kernels(QuantKernels& row) {
   switch (row.type) {
+    case DType::BF16:
+      row.to_float = bf16_to_float_avx2;
+      row.from_float = bf16_from_float_avx2;
+      break;
     case DType::F16:
       row.vec_dot = f16_vec_dot_avx2;
+      row.to_float = f16_to_float_avx2;
+      row.from_float = f16_from_float_avx2;
       break;
     case DType::Q4_0:
       row.vec_dot = q4_0_vec_dot_avx2;
