@@ -46,6 +46,7 @@ void add_bench_serve_command(CLI::App& app);
 void add_bench_train_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_distill_command(CLI::App& app);
+void add_perplexity_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_lora_command(CLI::App& app);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   brisk::cli::add_bench_train_command(app);
   brisk::cli::add_train_command(app);
   brisk::cli::add_distill_command(app);
+  brisk::cli::add_perplexity_command(app);
   brisk::cli::add_tokenizer_command(app);
   brisk::cli::add_data_command(app);
   brisk::cli::add_lora_command(app);

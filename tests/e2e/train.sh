@@ -77,6 +77,9 @@ last=$(grep '"loss"' "$TMP/run/log.jsonl" | tail -1 | sed 's/.*"loss":\([0-9.]*\
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.7) }' && ok || bad "loss did not fall: $first -> $last"
 grep -q '"val_loss"' "$TMP/run/log.jsonl" && ok || bad "no validation loss logged"
 expect 0 "run the exported model" -- "$BRISK" run -m "$TMP/run/model.gguf" -p "The cat" -n 8 --seed 1
+expect 0 "perplexity of the trained model" -- "$BRISK" perplexity -m "$TMP/run/model.gguf" -f "$TMP/corpus.txt" --ctx 32 --json
+grep -q '"ppl"' "$TMP/out" && ok || bad "perplexity --json has no ppl"
+expect 2 "perplexity bad stride" -- "$BRISK" perplexity -m "$TMP/run/model.gguf" -f "$TMP/corpus.txt" --stride 0
 # Resume: 40 more steps from the checkpoint, the log continues.
 expect 0 "resume" -- "$BRISK" train --config "$TMP/pre.conf" --resume --steps 60
 grep -q '"step":60' "$TMP/run/log.jsonl" && ok || bad "resume did not reach step 60"
