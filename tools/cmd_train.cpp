@@ -16,6 +16,7 @@
 #include "io/safetensors/hf_dir.h"
 #include "model/lora.h"
 #include "train/batcher.h"
+#include "train/bpe_trainer.h"
 #include "train/export.h"
 #include "train/grad_ops.h"
 #include "train/lora_hook.h"
@@ -127,10 +128,7 @@ void run_train(const TrainArgs* a) {
       init = std::move(im.params);
       tok_md = std::move(im.tokenizer);
     }
-    if (!tc.tokenizer.empty()) {
-      io::ModelFile v = io::load_model_file(tc.tokenizer);
-      tok_md = train::tokenizer_metadata(v);
-    }
+    if (!tc.tokenizer.empty()) tok_md = train::read_tokenizer_metadata(tc.tokenizer);
     check(!tok_md.empty(), a->config, ": no tokenizer (set data.tokenizer or model.init)");
     if (tc.init.empty()) {
       for (const auto& [k, v] : tok_md)

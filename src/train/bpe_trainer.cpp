@@ -1,5 +1,7 @@
 #include "train/bpe_trainer.h"
 
+#include "train/export.h"
+
 #include <algorithm>
 #include <set>
 
@@ -7,6 +9,7 @@
 #include "io/gguf/gguf.h"
 #include "io/tokenizer/pre_tokenizer.h"
 #include "io/tokenizer/unicode.h"
+#include "train/export.h"
 #include "train/rng.h"
 
 namespace brisk::train {
@@ -334,10 +337,7 @@ io::Metadata read_tokenizer_metadata(const std::string& path) {
   io::ModelFile mf = io::load_model_file(path);
   if (!mf.find("tokenizer.ggml.tokens"))
     fail(path, ": no tokenizer metadata (tokenizer.ggml.tokens)");
-  io::Metadata md;
-  for (auto& [k, val] : mf.metadata)
-    if (k.rfind("tokenizer.", 0) == 0) md.emplace_back(k, std::move(val));
-  return md;
+  return tokenizer_metadata(mf);
 }
 
 void write_vocab_gguf(const BpeVocab& v, const std::string& path) {

@@ -42,10 +42,6 @@ T dot(const T* a, const T* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
-template <class T>
-void axpy(T a, const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
 
 // (sequence, head) work items of the packed batch: tasks (n_seq * n_heads).
 struct SeqHead {
@@ -89,9 +85,6 @@ void for_col_blocks(int64_t cols, F&& f) {
 
 }  // namespace
 
-void set_blas_threads(int n) {
-  openblas_set_num_threads(std::max(1, n));
-}
 bool set_bf16_compute(bool on) {
   g_bf16 = on && kernels::gemm_bf16_fast();
   return g_bf16;

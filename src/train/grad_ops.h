@@ -83,8 +83,6 @@ double kl_to_teacher(const T* logits, const T* p_teacher, const int32_t* targets
                      int64_t N, int64_t V, double tau, double scale, double denominator,
                      ThreadPool& pool);
 
-// Sets the number of threads OpenBLAS uses (call once before training).
-void set_blas_threads(int n);
 // Matrix products split over `pool` (single-threaded BLAS per block); nullptr: OpenBLAS alone.
 // Process-wide: each LlamaTrainer sets its own pool at the start of a step.
 void set_matmul_pool(ThreadPool* pool);

@@ -7,19 +7,13 @@
 #include "core/error.h"
 #include "kernels/cpu/quant.h"
 #include "train/grad_ops.h"
+#include "train/rng.h"
 
 namespace brisk::train {
 namespace {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 double unit(uint64_t x) {
-  return static_cast<double>(mix(x) >> 11) / 9007199254740992.0;
+  return static_cast<double>(splitmix64(x) >> 11) / 9007199254740992.0;
 }
 
 }  // namespace
@@ -118,8 +112,8 @@ const float* LoraHook::base_f32(const Base& b, std::vector<float>& scratch) cons
 }
 
 uint64_t LoraHook::mask_key(int64_t layer, Mat m) const {
-  return mix(c_.seed ^
-             mix(key_ ^ mix(static_cast<uint64_t>(layer * kNumMats + static_cast<int>(m)))));
+  return splitmix64(c_.seed ^ splitmix64(key_ ^ splitmix64(static_cast<uint64_t>(
+                                                    layer * kNumMats + static_cast<int>(m)))));
 }
 
 const float* LoraHook::dropped(const float* x, int64_t N, int64_t in, int64_t layer, Mat m,

@@ -3,19 +3,9 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "train/rng.h"
 
 namespace brisk::train {
-namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 void ModelShape::validate() const {
   check(dim > 0 && layers > 0 && heads > 0 && kv_heads > 0 && ffn > 0 && vocab > 0 && context > 0,
         "model shape: dim, layers, heads, kv_heads, ffn, vocab and context must be positive");

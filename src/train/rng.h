@@ -17,6 +17,12 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// One SplitMix64 step as a pure function of its state: a counter-based generator (element i of a
+// stream is splitmix64(key + i)), so values do not depend on how work is split over threads.
+inline uint64_t splitmix64(uint64_t x) {
+  return mix64(x + 0x9E3779B97F4A7C15ull);
+}
+
 class SplitMix64 {
  public:
   explicit SplitMix64(uint64_t seed) : state_(seed) {}

@@ -5,17 +5,11 @@
 #include <cstdio>
 
 #include "train/grad_ops.h"
+#include "train/rng.h"
 #include "train/trainer.h"
 
 namespace brisk::train {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Each token follows from the previous one by one of two rules (70/30) plus noise: the data has
 // a soft conditional distribution for the teacher to learn and pass on.
@@ -26,10 +20,10 @@ class Stream : public BatchSource {
     Batch b;
     b.seq_start = {0};
     for (int s = 0; s < 4; ++s) {
-      int32_t t = static_cast<int32_t>(mix(seed_ + n_) % 48);
+      int32_t t = static_cast<int32_t>(splitmix64(seed_ + n_) % 48);
       std::vector<int32_t> seq = {t};
       for (int i = 0; i < 32; ++i) {
-        const uint64_t r = mix(seed_ ^ mix(n_ * 1000 + static_cast<uint64_t>(i)));
+        const uint64_t r = splitmix64(seed_ ^ splitmix64(n_ * 1000 + static_cast<uint64_t>(i)));
         t = r % 10 < 6   ? (t * 5 + 3) % 48
             : r % 10 < 9 ? (t * 7 + 1) % 48
                          : static_cast<int32_t>(r % 48);

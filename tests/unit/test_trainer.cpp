@@ -10,26 +10,20 @@
 
 #include "core/error.h"
 #include "train/optim.h"
+#include "train/rng.h"
 #include "train/trainer.h"
 
 namespace brisk::train {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // A token stream with structure a small model can learn: each token follows from the one before
 // by a fixed permutation, except for 10% random tokens.
 std::vector<int32_t> make_stream(int64_t n, int32_t vocab, uint64_t seed) {
   std::vector<int32_t> t = {1};
   for (int64_t i = 1; i < n; ++i) {
-    const uint64_t r = mix(seed + static_cast<uint64_t>(i));
-    const int32_t next = (r % 10 == 0) ? static_cast<int32_t>((r >> 8) % vocab)
-                                       : (t[i - 1] * 5 + 3) % vocab;
+    const uint64_t r = splitmix64(seed + static_cast<uint64_t>(i));
+    const int32_t next =
+        (r % 10 == 0) ? static_cast<int32_t>((r >> 8) % vocab) : (t[i - 1] * 5 + 3) % vocab;
     t.push_back(next);
   }
   return t;
@@ -44,7 +38,7 @@ class StreamSource : public BatchSource {
     Batch b;
     b.seq_start.push_back(0);
     for (int64_t s = 0; s < B_; ++s) {
-      const uint64_t off = mix(seed_ ^ mix(counter_++)) % (t_.size() - L_ - 1);
+      const uint64_t off = splitmix64(seed_ ^ splitmix64(counter_++)) % (t_.size() - L_ - 1);
       for (int64_t i = 0; i < L_; ++i) {
         b.tokens.push_back(t_[off + i]);
         b.targets.push_back(t_[off + i + 1]);
