@@ -8,7 +8,7 @@ export BRISK_TESTDATA
 DEFAULT_MODEL := models/brisk-default.gguf
 PROMPT ?= The meaning of life is
 
-.PHONY: all setup build run default-model test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels bench-serve soak
+.PHONY: all setup build run default-model test test-release test-asan fuzz-smoke fuzz clean format bench bench-kernels bench-serve soak compression-table
 
 all: build
 
@@ -57,6 +57,10 @@ bench-serve: build
 # A bounded soak of the server (SOAK_SECONDS, default 600): mixed load, hang-ups, no leak.
 soak: build
 	@bash scripts/soak_serve.sh $(BUILD)/brisk
+
+# docs/COMPRESSION.md: every compression method on the default model (~15 min on 2 cores).
+compression-table: build
+	@scripts/compression_table.sh $(BUILD)/brisk
 
 bench-kernels: build
 	@cmake --build $(BUILD) --target bench_kernels

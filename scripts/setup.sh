@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libicu-dev
-      pkg-config libcpp-httplib-dev libopenblas-dev fortunes dict-gcide zlib1g-dev)
+      pkg-config libcpp-httplib-dev libopenblas-dev fortunes dict-gcide zlib1g-dev jq)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,9 +7,22 @@
 
 namespace brisk::eval {
 
+int64_t count_scored(int64_t N, int64_t n_ctx, int64_t stride) {
+  if (n_ctx < 2 || stride < 1 || stride > n_ctx || N < 2) return 0;
+  int64_t n = 0, scored_to = 0;
+  for (int64_t b = 0;; b += stride) {
+    const int64_t e = std::min(N, b + n_ctx);
+    n += e - std::max(scored_to, b + 1);
+    scored_to = e;
+    if (b + n_ctx >= N) break;
+  }
+  return n;
+}
+
 PerplexityResult perplexity(const model::Model& m, std::span<const int32_t> tokens, int64_t n_ctx,
                             int64_t stride, ThreadPool& pool,
-                            const std::function<void(int64_t, int64_t)>& progress) {
+                            const std::function<void(int64_t, int64_t)>& progress,
+                            const RowFn& on_row) {
   const int64_t N = static_cast<int64_t>(tokens.size());
   check(n_ctx >= 2, "perplexity: the context must be at least 2 tokens");
   check(stride >= 1 && stride <= n_ctx, "perplexity: the stride must be in [1, ctx]");
@@ -38,6 +51,7 @@ PerplexityResult perplexity(const model::Model& m, std::span<const int32_t> toke
       for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
       double sum = 0;
       for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+      if (on_row) on_row(static_cast<int64_t>(nll.size()), z, target);
       nll.push_back(static_cast<double>(mx) + std::log(sum) - static_cast<double>(z[target]));
     }
     scored_to = e;

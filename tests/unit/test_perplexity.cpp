@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "eval/kl.h"
 #include "eval/perplexity.h"
 #include "model/synth.h"
 #include "train/export.h"
@@ -43,9 +44,61 @@ TEST(Perplexity, UniformModelHasPerplexityV) {
     EXPECT_NEAR(r.mean_nll, std::log(354.0), 1e-5);
     EXPECT_NEAR(r.ppl, 354.0, 354.0 * 1e-5);
     EXPECT_NEAR(r.ppl_stderr, 0.0, 1e-3);
+    EXPECT_EQ(r.n_scored, count_scored(150, 64, stride));
   }
   EXPECT_THROW(perplexity(*m, toks, 64, 65, pool), Error);
   EXPECT_THROW(perplexity(*m, std::span<const int32_t>(toks.data(), 1), 64, 64, pool), Error);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace brisk::eval
+
+namespace brisk::eval {
+namespace {
+
+// Two-token vocabulary distributions with a closed-form KL.
+TEST(Kl, ClosedFormTopOneAndBaseNll) {
+  const float base_logits[2][2] = {{0.0f, 0.0f}, {std::log(3.0f), 0.0f}};  // (1/2,1/2), (3/4,1/4)
+  const float model_logits[2][2] = {{std::log(3.0f), 0.0f}, {std::log(3.0f), 0.0f}};
+  const auto path = std::filesystem::temp_directory_path() / "brisk_test_kl.bin";
+  LogprobHeader h;
+  h.n_vocab = 2;
+  h.n_rows = 2;
+  h.ctx = 8;
+  h.stride = 8;
+  const std::vector<int32_t> toks = {1, 0, 1};
+  h.tokens_hash = hash_tokens(toks);
+  {
+    LogprobWriter w(path.string(), h);
+    w.add(base_logits[0]);
+    EXPECT_THROW(w.commit(), Error);  // one row short
+    w.add(base_logits[1]);
+    EXPECT_THROW(w.add(base_logits[1]), Error);
+    w.commit();
+  }
+  LogprobReader r(path.string());
+  EXPECT_EQ(r.header().n_rows, 2u);
+  EXPECT_EQ(r.header().tokens_hash, hash_tokens(toks));
+  EXPECT_NE(hash_tokens(toks), hash_tokens(std::vector<int32_t>{1, 0, 2}));
+  EXPECT_NEAR(std::exp(r.row(1)[0]), 0.75, 1e-6);
+  KlAccumulator kl(2);
+  kl.add(r.row(0), model_logits[0], 0);
+  kl.add(r.row(1), model_logits[1], 1);
+  const KlStats s = kl.result();
+  // KL((1/2,1/2) || (3/4,1/4)) = 1/2 ln(2/3) + 1/2 ln 2; the second position is identical.
+  const double kl0 = 0.5 * std::log(0.5 / 0.75) + 0.5 * std::log(0.5 / 0.25);
+  EXPECT_NEAR(s.kl_mean, kl0 / 2, 1e-6);
+  EXPECT_NEAR(s.kl_max, kl0, 1e-6);
+  EXPECT_NEAR(s.kl_p99, kl0, 1e-6);
+  EXPECT_NEAR(s.top1_agree, 1.0, 1e-12);  // argmax of a tie is the first token
+  EXPECT_NEAR(s.base_mean_nll, (std::log(2.0) + std::log(4.0)) / 2, 1e-6);
+  EXPECT_THROW(r.row(2), Error);
+  // Truncated and foreign files are refused.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 4);
+  EXPECT_THROW(LogprobReader{path.string()}, Error);
+  std::filesystem::resize_file(path, 10);
+  EXPECT_THROW(LogprobReader{path.string()}, Error);
   std::filesystem::remove(path);
 }
 

@@ -35,7 +35,8 @@ const QuantKernels* quant_kernels_for(DType t, Isa isa);
 bool has_quant_kernels(DType t);
 
 // from_float with a per-element importance (n floats, e.g. an imatrix row; larger = this element's
-// error matters more). The k-quants weigh their scale search with it; other types ignore it.
+// error matters more). The k-quants, Q4_0 and Q5_0 weigh their scale search with it; other types
+// (Q4_1, Q5_1, Q8_0, floats) ignore it.
 // importance == nullptr is exactly quant_kernels(t).from_float.
 void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n,
                            const float* importance);

@@ -229,6 +229,9 @@ void q4_1_from_float(const float* src, void* dst, int64_t n);
 float q4_1_vec_dot(int64_t n, const void* w, const void* a);  // a is Q8_1
 void q5_0_to_float(const void* src, float* dst, int64_t n);
 void q5_0_from_float(const float* src, void* dst, int64_t n);
+// Importance-weighted scale search (brisk quantize --imatrix); importance == nullptr is from_float.
+void q4_0_quantize(const float* src, void* dst, int64_t n, const float* importance);
+void q5_0_quantize(const float* src, void* dst, int64_t n, const float* importance);
 float q5_0_vec_dot(int64_t n, const void* w, const void* a);  // a is Q8_0
 void q5_1_to_float(const void* src, float* dst, int64_t n);
 void q5_1_from_float(const float* src, void* dst, int64_t n);

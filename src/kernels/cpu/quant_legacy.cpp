@@ -344,3 +344,70 @@ float q8_1_vec_dot(int64_t n, const void* w, const void* a) {
 }
 
 }  // namespace brisk::kernels
+
+// ---- importance-weighted Q4_0 / Q5_0 (brisk quantize --imatrix) ---------------------------------
+
+namespace brisk::kernels {
+namespace {
+
+// Symmetric block fit minimising sum_i w_i (x_i - d (q_i - half))^2: candidate inverse scales
+// around the one that maps the extreme element to -half, the least-squares d for each candidate's
+// codes, the best kept; d is then rounded to f16 and the codes recomputed against it.
+float weighted_sym(const float* x, const float* imp, int half, int* q) {
+  float s2 = 0;
+  for (int j = 0; j < kQK; ++j) s2 += x[j] * x[j];
+  const float sigma2 = 2.0f * s2 / kQK;
+  float w[kQK];
+  for (int j = 0; j < kQK; ++j) w[j] = imp[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  const float m = signed_absmax(x, kQK);
+  if (m == 0) {
+    for (int j = 0; j < kQK; ++j) q[j] = half;
+    return 0;
+  }
+  float best = -1, best_d = m / static_cast<float>(-half);
+  for (int step = -9; step <= 9; ++step) {
+    const float id = -(static_cast<float>(half) + 0.1f * static_cast<float>(step)) / m;
+    float sxl = 0, sll = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int l = std::clamp(static_cast<int>(std::lround(x[j] * id)), -half, half - 1);
+      sxl += w[j] * x[j] * static_cast<float>(l);
+      sll += w[j] * static_cast<float>(l * l);
+    }
+    if (sll > 0 && sxl * sxl / sll > best) {
+      best = sxl * sxl / sll;
+      best_d = sxl / sll;
+    }
+  }
+  const float d = fp16(f32_to_f16(best_d));
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  for (int j = 0; j < kQK; ++j)
+    q[j] = std::clamp(static_cast<int>(std::lround(x[j] * id)), -half, half - 1) + half;
+  return d;
+}
+
+}  // namespace
+
+void q4_0_quantize(const float* src, void* dst, int64_t n, const float* importance) {
+  if (!importance) return q4_0_from_float(src, dst, n);
+  check_block_multiple(DType::Q4_0, n, "from_float");
+  BlockQ4_0* b = blocks<BlockQ4_0>(dst);
+  int q[kQK];
+  for (int64_t i = 0; i < n / kQK; ++i, src += kQK, importance += kQK) {
+    b[i].d = f32_to_f16(weighted_sym(src, importance, 8, q));
+    pack_nibbles(q, b[i].qs);
+  }
+}
+
+void q5_0_quantize(const float* src, void* dst, int64_t n, const float* importance) {
+  if (!importance) return q5_0_from_float(src, dst, n);
+  check_block_multiple(DType::Q5_0, n, "from_float");
+  BlockQ5_0* b = blocks<BlockQ5_0>(dst);
+  int q[kQK];
+  for (int64_t i = 0; i < n / kQK; ++i, src += kQK, importance += kQK) {
+    b[i].d = f32_to_f16(weighted_sym(src, importance, 16, q));
+    pack_nibbles(q, b[i].qs);
+    store_qh(fifth_bits(q), b[i].qh);
+  }
+}
+
+}  // namespace brisk::kernels

@@ -111,6 +111,12 @@ bool has_quant_kernels(DType t) {
 void quantize_row_weighted(DType t, const float* src, void* dst, int64_t n,
                            const float* importance) {
   switch (t) {
+    case DType::Q4_0:
+      q4_0_quantize(src, dst, n, importance);
+      return;
+    case DType::Q5_0:
+      q5_0_quantize(src, dst, n, importance);
+      return;
     case DType::Q2_K:
       q2_k_quantize(src, dst, n, importance);
       return;
