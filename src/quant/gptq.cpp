@@ -9,7 +9,8 @@
 //
 // Rows are independent given U: they are cut into fixed chunks of kRowChunk rows (a function of
 // the shape only), each chunk runs the whole column loop with its own GEMM calls, so every output
-// byte is computed the same way whatever the number of threads.
+// byte is computed the same way whatever the number of threads (OpenBLAS splits a GEMM's output
+// among its own threads, never the reduction, so even its threading does not change a value).
 #include "quant/gptq.h"
 
 #include <cblas.h>
@@ -168,33 +169,36 @@ std::vector<uint8_t> gptq_quantize(float* W, int64_t rows, int64_t cols, const f
   for (int64_t i = 0; i < rows * cols; ++i)
     check(std::isfinite(W[i]), "gptq: weight (", i / cols, ", ", i % cols, ") is not finite");
 
-  // H in double, symmetrised; dead inputs (H_ii == 0: never active) get H_ii = 1 and zero weight.
+  // H in double, symmetrised, in visiting order; dead inputs (H_ii == 0: never active) get
+  // H_ii = 1 and zero weight.
   const size_t n = static_cast<size_t>(cols);
-  std::vector<double> A(n * n);
+  std::vector<double> diag(n);
   std::vector<char> dead(n, 0);
   double diag_sum = 0;
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < n; ++j) {
-      check(std::isfinite(H[i * n + j]), "gptq: Hessian entry (", i, ", ", j, ") is not finite");
-      A[i * n + j] = 0.5 * (static_cast<double>(H[i * n + j]) + static_cast<double>(H[j * n + i]));
-    }
   for (size_t i = 0; i < n; ++i) {
-    if (A[i * n + i] == 0) {
+    diag[i] = H[i * n + i];
+    if (diag[i] == 0) {
       dead[i] = 1;
-      A[i * n + i] = 1;
+      diag[i] = 1;
     }
-    diag_sum += A[i * n + i];
+    diag_sum += diag[i];
   }
   std::vector<int64_t> perm(n);
   std::iota(perm.begin(), perm.end(), int64_t{0});
-  if (o.act_order) {  // decreasing H_ii, ties in column order
+  if (o.act_order)  // decreasing H_ii, ties in column order
     std::stable_sort(perm.begin(), perm.end(),
-                     [&](int64_t a, int64_t b) { return A[a * cols + a] > A[b * cols + b]; });
-    std::vector<double> P(n * n);
-    for (size_t i = 0; i < n; ++i)
-      for (size_t j = 0; j < n; ++j) P[i * n + j] = A[perm[i] * cols + perm[j]];
-    A.swap(P);
-  }
+                     [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
+  std::vector<double> A(n * n);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      const size_t pi = static_cast<size_t>(perm[i]), pj = static_cast<size_t>(perm[j]);
+      check(std::isfinite(H[pi * n + pj]), "gptq: Hessian entry (", pi, ", ", pj,
+            ") is not finite");
+      A[i * n + j] =
+          i == j
+              ? diag[pi]
+              : 0.5 * (static_cast<double>(H[pi * n + pj]) + static_cast<double>(H[pj * n + pi]));
+    }
   const double add = o.damp * diag_sum / static_cast<double>(cols);
   for (size_t i = 0; i < n; ++i) A[i * n + i] += add;
   const std::vector<float> U = inverse_factor(A, cols, o.damp);

@@ -258,9 +258,10 @@ TEST(Gptq, DeadColumnsGetZeroWeight) {
       for (float v : W) ASSERT_TRUE(std::isfinite(v));
       const std::vector<float> Wr = dequant(t, rtn(t, W0, rows, cols), rows, cols);
       EXPECT_LT(output_error(X, N, W0, W, rows, cols), output_error(X, N, W0, Wr, rows, cols));
-      if (t == DType::Q8_0)  // symmetric grid: zero is a grid point
+      if (t == DType::Q8_0) {  // symmetric grid: zero is a grid point
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j : {0, 5, 100, 255}) EXPECT_EQ(W[r * cols + j], 0.0f);
+      }
     }
   }
 }
@@ -314,14 +315,18 @@ TEST(Gptq, TimesOfTwoShapes) {
     const int64_t N = 256;
     const std::vector<double> X = calibration(N, cols, 47, /*mix=*/false);
     const std::vector<float> H = hessian(X, N, cols);
-    std::vector<float> W = gaussian(rows * cols, 49, 0.05f);
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto q =
-        gptq_quantize(W.data(), rows, cols, H.data(), DType::Q4_K, GptqOptions{}, nullptr);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("gptq q4_K %lldx%lld: %.1f ms (serial)\n", static_cast<long long>(rows),
-                static_cast<long long>(cols), ms);
+    const std::vector<float> W0 = gaussian(rows * cols, 49, 0.05f);
+    ThreadPool pool(2);
+    std::vector<uint8_t> q;
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      std::vector<float> W = W0;
+      const auto t0 = std::chrono::steady_clock::now();
+      q = gptq_quantize(W.data(), rows, cols, H.data(), DType::Q4_K, GptqOptions{}, p);
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("gptq q4_K %lldx%lld: %.1f ms (%d threads)\n", static_cast<long long>(rows),
+                  static_cast<long long>(cols), ms, p ? p->size() : 1);
+    }
     EXPECT_EQ(q.size(), static_cast<size_t>(rows) * row_bytes(DType::Q4_K, cols));
   }
 }
