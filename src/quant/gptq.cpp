@@ -156,9 +156,7 @@ std::vector<uint8_t> gptq_quantize(float* W, int64_t rows, int64_t cols, const f
   const int64_t bs = grid_block_size(type);
   check(rows >= 0 && cols > 0 && cols % bs == 0, "gptq: a (", rows, ", ", cols,
         ") matrix cannot be stored as ", dtype_name(type),
-        ": the row length must be a positive "
-        "multiple of ",
-        bs);
+        ": the row length must be a positive multiple of ", bs);
   check(cols <= (int64_t{1} << 16), "gptq: ", cols, " columns is more than the 65536 supported");
   check(std::isfinite(o.damp) && o.damp >= 0, "gptq: damp must be finite and >= 0, got ", o.damp);
   check(o.block > 0, "gptq: block (lazy-batch width) must be positive, got ", o.block);

@@ -33,7 +33,8 @@ struct GptqOptions {
 // = (2/N) X^T X of the layer's N input rows X (N, cols).
 // Returns rows * row_bytes(type, cols) bytes of `type` blocks (exactly what GGUF stores); W is
 // overwritten with their dequantised values. Rows are processed in parallel on `pool` (nullptr =
-// serially); the result does not depend on the thread count.
+// serially); the result does not depend on the thread count. With a pool of more than one thread
+// OpenBLAS is set to one thread of its own (openblas_set_num_threads(1)), as training does.
 // Throws brisk::Error for a type without a block grid, cols not a multiple of its block, bad
 // options, or an H that stays indefinite after damping.
 std::vector<uint8_t> gptq_quantize(float* W, int64_t rows, int64_t cols, const float* H, DType type,
