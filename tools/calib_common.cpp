@@ -1,6 +1,8 @@
 #include "calib_common.h"
 
+#include <unistd.h>
 #include <algorithm>
+
 #include <cstdio>
 
 #include "core/error.h"
@@ -34,15 +36,20 @@ Calibration prepare_calibration(const std::string& model_path, const CalibArgs& 
   return c;
 }
 
+void progress_line(const char* what, int64_t i, int64_t n, const std::string& name) {
+  static const bool tty = isatty(2) != 0;
+  if (!tty) return;
+  std::fprintf(stderr, "\r%s: [%lld/%lld] %-36s", what, static_cast<long long>(i + 1),
+               static_cast<long long>(n), name.c_str());
+  if (i + 1 == n) std::fprintf(stderr, "\n");
+}
+
 double run_calibration_pass(Calibration& c, quant::CalibProcessor& p, const CalibArgs& a,
                             const char* what) {
   const double loss = quant::run_calibration(
       c.model.shape, c.model.params, c.batch, p, a.threads,
-      [what](int64_t i, int64_t n, const std::string& name) {
-        std::fprintf(stderr, "\r%s: [%lld/%lld] %-36s", what, static_cast<long long>(i + 1),
-                     static_cast<long long>(n), name.c_str());
-      });
-  std::fprintf(stderr, "\n%s: calibration loss %.4f\n", what, loss);
+      [what](int64_t i, int64_t n, const std::string& name) { progress_line(what, i, n, name); });
+  std::fprintf(stderr, "%s: calibration loss %.4f\n", what, loss);
   return loss;
 }
 

@@ -24,6 +24,9 @@ struct Calibration {
   train::Batch batch;
 };
 Calibration prepare_calibration(const std::string& model_path, const CalibArgs& a);
+// "\rwhat: [i+1/n] name" on a terminal (a newline after the last), nothing when stderr is a file:
+// the per-tensor progress of the compression commands.
+void progress_line(const char* what, int64_t i, int64_t n, const std::string& name);
 // Runs the pass with a progress line; returns the calibration loss (quant::run_calibration).
 double run_calibration_pass(Calibration& c, quant::CalibProcessor& p, const CalibArgs& a,
                             const char* what);

@@ -50,5 +50,8 @@ void add_perplexity_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_lora_command(CLI::App& app);
+void add_imatrix_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+void add_prune_command(CLI::App& app);
 
 }  // namespace brisk::cli
