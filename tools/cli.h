@@ -50,5 +50,6 @@ void add_perplexity_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_lora_command(CLI::App& app);
+void add_lowrank_command(CLI::App& app);
 
 }  // namespace brisk::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   brisk::cli::add_tokenizer_command(app);
   brisk::cli::add_data_command(app);
   brisk::cli::add_lora_command(app);
+  brisk::cli::add_lowrank_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
