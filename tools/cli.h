@@ -53,5 +53,6 @@ void add_lora_command(CLI::App& app);
 void add_imatrix_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
+void add_lowrank_command(CLI::App& app);
 
 }  // namespace brisk::cli

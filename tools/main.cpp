@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   brisk::cli::add_imatrix_command(app);
   brisk::cli::add_quantize_command(app);
   brisk::cli::add_prune_command(app);
+  brisk::cli::add_lowrank_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

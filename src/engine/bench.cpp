@@ -225,9 +225,23 @@ uint64_t macs_per_token(const model::Model& m) {
   auto mat = [&](const ops::WeightView& w) {
     n += static_cast<uint64_t>(w.n_in) * static_cast<uint64_t>(w.n_out);
   };
+  auto lmat = [&](const ops::WeightView& w, const model::LowRankPair& lr) {
+    if (lr.rank() > 0) {  // factorised (brisk lowrank): two products
+      mat(lr.a);
+      mat(lr.b);
+    } else {
+      mat(w);
+    }
+  };
   for (int64_t l = 0; l < m.hparams().n_layer; ++l) {
     const model::LayerWeights& w = m.layer(l);
-    for (const ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) mat(*v);
+    lmat(w.wq, w.lr_q);
+    lmat(w.wk, w.lr_k);
+    lmat(w.wv, w.lr_v);
+    lmat(w.wo, w.lr_o);
+    lmat(w.gate, w.lr_gate);
+    lmat(w.up, w.lr_up);
+    lmat(w.down, w.lr_down);
   }
   return n;
 }

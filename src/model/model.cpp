@@ -8,6 +8,7 @@
 #include "core/profile.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/vec_ops.h"
+#include "quant/lowrank.h"
 
 namespace brisk::model {
 
@@ -52,6 +53,31 @@ struct Loader {
   }
   ops::WeightView matrix(TensorRole role, int layer, int64_t n_in, int64_t n_out) {
     return matrix(require(role, layer), n_in, n_out);
+  }
+  // A layer matrix stored dense (N) or factorised (N.lr_a, N.lr_b; quant/lowrank.h). For a
+  // factorised one, lr gets the factors and the returned dense view has no data.
+  ops::WeightView layer_matrix(TensorRole role, int layer, int64_t n_in, int64_t n_out,
+                               LowRankPair& lr) {
+    const std::string name = tensor_name(a, role, layer);
+    const std::string na = name + quant::kLowRankASuffix, nb = name + quant::kLowRankBSuffix;
+    const gguf::TensorInfo* ta = f.find_tensor(na);
+    const gguf::TensorInfo* tb = f.find_tensor(nb);
+    if (!ta && !tb) return matrix(require(role, layer), n_in, n_out);
+    if (f.find_tensor(name))
+      fail(f.path, ": matrix '", name, "' is stored both dense and factorised ('", ta ? na : nb,
+           "')");
+    if (!ta || !tb)
+      fail(f.path, ": factorised matrix '", name, "' has '", ta ? na : nb, "' but not '",
+           ta ? nb : na, "'");
+    if (ta->shape.size() != 2 || tb->shape.size() != 2 || ta->shape[1] < 1 ||
+        ta->shape[1] != tb->shape[0])
+      fail(f.path, ": factorised matrix '", name, "': '", na, "' ", shape_str(*ta), " and '", nb,
+           "' ", shape_str(*tb), " do not make a [", n_in, ", ", n_out,
+           "] matrix (want [n_in, r] and [r, n_out])");
+    const int64_t r = ta->shape[1];
+    lr.a = matrix(*ta, n_in, r);
+    lr.b = matrix(*tb, r, n_out);
+    return ops::WeightView{lr.a.type, n_in, n_out, nullptr, ta->name.c_str()};
   }
   std::vector<float> vec(const gguf::TensorInfo& t, int64_t n) {
     if (t.n_elements() != n || t.shape[0] != n)
@@ -158,10 +184,10 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
   for (int l = 0; l < hp.n_layer; ++l) {
     LayerWeights& w = m->layers_[static_cast<size_t>(l)];
     w.attn_norm = ld.vec(TensorRole::AttnNorm, l, hp.n_embd);
-    w.wq = ld.matrix(TensorRole::AttnQ, l, hp.n_embd, hp.q_dim());
-    w.wk = ld.matrix(TensorRole::AttnK, l, hp.n_embd, hp.kv_dim());
-    w.wv = ld.matrix(TensorRole::AttnV, l, hp.n_embd, hp.kv_dim());
-    w.wo = ld.matrix(TensorRole::AttnOut, l, hp.q_dim(), hp.n_embd);
+    w.wq = ld.layer_matrix(TensorRole::AttnQ, l, hp.n_embd, hp.q_dim(), w.lr_q);
+    w.wk = ld.layer_matrix(TensorRole::AttnK, l, hp.n_embd, hp.kv_dim(), w.lr_k);
+    w.wv = ld.layer_matrix(TensorRole::AttnV, l, hp.n_embd, hp.kv_dim(), w.lr_v);
+    w.wo = ld.layer_matrix(TensorRole::AttnOut, l, hp.q_dim(), hp.n_embd, w.lr_o);
     const TensorRole bias_roles[3] = {TensorRole::AttnQBias, TensorRole::AttnKBias,
                                       TensorRole::AttnVBias};
     std::vector<float>* biases[3] = {&w.bq, &w.bk, &w.bv};
@@ -172,9 +198,9 @@ std::unique_ptr<Model> Model::load_checked(io::ModelFile file) {
       if (b) *biases[i] = ld.vec(*b, bias_n[i]);
     }
     w.ffn_norm = ld.vec(TensorRole::FfnNorm, l, hp.n_embd);
-    w.gate = ld.matrix(TensorRole::FfnGate, l, hp.n_embd, hp.n_ff);
-    w.up = ld.matrix(TensorRole::FfnUp, l, hp.n_embd, hp.n_ff);
-    w.down = ld.matrix(TensorRole::FfnDown, l, hp.n_ff, hp.n_embd);
+    w.gate = ld.layer_matrix(TensorRole::FfnGate, l, hp.n_embd, hp.n_ff, w.lr_gate);
+    w.up = ld.layer_matrix(TensorRole::FfnUp, l, hp.n_embd, hp.n_ff, w.lr_up);
+    w.down = ld.layer_matrix(TensorRole::FfnDown, l, hp.n_ff, hp.n_embd, w.lr_down);
   }
   m->n_params_ = ld.n_params;
   m->weight_bytes_ = ld.bytes;
@@ -187,13 +213,23 @@ void Model::pack_weights() {
   // Q, K, V, O, gate/up, down; then the output matrix): each op's weights start where the previous
   // op's ended, so decoding is one long sequential read. The row-major views stay valid (they
   // point into the file) for the row path and for get_row.
+  // A factorised matrix (no dense data) is packed as its two factors, A then B; gate and up are
+  // packed as one matrix only when both are dense.
+  auto fused = [](const LayerWeights& w) {
+    return w.lr_gate.rank() == 0 && w.lr_up.rank() == 0 ? ops::gate_up_packed_size(w.gate, w.up)
+                                                        : size_t{0};
+  };
+  auto size_of = [](const ops::WeightView& v, const LowRankPair& lr) {
+    return lr.rank() > 0 ? ops::packed_size(lr.a) + ops::packed_size(lr.b) : ops::packed_size(v);
+  };
   size_t total = 0;
   auto add = [&](size_t n) { total += n; };
   for (LayerWeights& w : layers_) {
-    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo}) add(ops::packed_size(*v));
-    const size_t gu = ops::gate_up_packed_size(w.gate, w.up);
-    add(gu ? gu : ops::packed_size(w.gate) + ops::packed_size(w.up));
-    add(ops::packed_size(w.down));
+    add(size_of(w.wq, w.lr_q) + size_of(w.wk, w.lr_k) + size_of(w.wv, w.lr_v) +
+        size_of(w.wo, w.lr_o));
+    const size_t gu = fused(w);
+    add(gu ? gu : size_of(w.gate, w.lr_gate) + size_of(w.up, w.lr_up));
+    add(size_of(w.down, w.lr_down));
   }
   add(ops::packed_size(output_));
   if (total == 0) return;
@@ -208,16 +244,27 @@ void Model::pack_weights() {
     ops::pack_weight_into(v, dst, pool);
     dst += n;
   };
+  auto pack_mat = [&](ops::WeightView& v, LowRankPair& lr) {
+    if (lr.rank() > 0) {
+      pack(lr.a);
+      pack(lr.b);
+    } else {
+      pack(v);
+    }
+  };
   for (LayerWeights& w : layers_) {
-    for (ops::WeightView* v : {&w.wq, &w.wk, &w.wv, &w.wo}) pack(*v);
-    if (const size_t gu = ops::gate_up_packed_size(w.gate, w.up)) {
+    pack_mat(w.wq, w.lr_q);
+    pack_mat(w.wk, w.lr_k);
+    pack_mat(w.wv, w.lr_v);
+    pack_mat(w.wo, w.lr_o);
+    if (const size_t gu = fused(w)) {
       w.gate_up = ops::pack_gate_up_into(w.gate, w.up, dst, pool);
       dst += gu;
     } else {
-      pack(w.gate);
-      pack(w.up);
+      pack_mat(w.gate, w.lr_gate);
+      pack_mat(w.up, w.lr_up);
     }
-    pack(w.down);
+    pack_mat(w.down, w.lr_down);
   }
   pack(output_);
 }
@@ -230,8 +277,12 @@ uint64_t Model::bytes_per_token() const {
   uint64_t b = mat(output_) + f32(output_norm_);
   // A tied embedding is read whole by the output matmul; an untied one only at the token's row.
   if (output_.data != tok_embd_.data) b += row_bytes(tok_embd_.type, tok_embd_.n_in);
+  auto lmat = [&](const ops::WeightView& v, const LowRankPair& lr) {
+    return lr.rank() > 0 ? mat(lr.a) + mat(lr.b) : mat(v);
+  };
   for (const LayerWeights& w : layers_) {
-    b += mat(w.wq) + mat(w.wk) + mat(w.wv) + mat(w.wo) + mat(w.gate) + mat(w.up) + mat(w.down);
+    b += lmat(w.wq, w.lr_q) + lmat(w.wk, w.lr_k) + lmat(w.wv, w.lr_v) + lmat(w.wo, w.lr_o) +
+         lmat(w.gate, w.lr_gate) + lmat(w.up, w.lr_up) + lmat(w.down, w.lr_down);
     b += f32(w.attn_norm) + f32(w.ffn_norm) + f32(w.bq) + f32(w.bk) + f32(w.bv);
   }
   // Attached adapters: their f32 A and B are read once per step too.
@@ -263,12 +314,21 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   float* att = sized(st.attn, T * hp.q_dim());
 
   // RMSNorm fused with the activation conversion; Q, K and V in one pass over the pool.
-  const ops::LinearTarget qkv[3] = {{&w.wq, w.bq.empty() ? nullptr : w.bq.data(), q},
-                                    {&w.wk, w.bk.empty() ? nullptr : w.bk.data(), k},
-                                    {&w.wv, w.bv.empty() ? nullptr : w.bv.data(), v}};
+  // Factorised matrices (brisk lowrank) join the same pass through linear_lowrank.
   {
     profile::Scope ps(profile::Op::Qkv);
-    ops::linear_multi(x, T, ops::RmsNorm{w.attn_norm.data(), hp.rms_eps}, qkv, st.lin, c.pool);
+    const ops::RmsNorm norm{w.attn_norm.data(), hp.rms_eps};
+    if (w.lr_q.rank() > 0 || w.lr_k.rank() > 0 || w.lr_v.rank() > 0) {
+      const MatOut qkv[3] = {{&w.wq, &w.lr_q, w.bq.empty() ? nullptr : w.bq.data(), q},
+                             {&w.wk, &w.lr_k, w.bk.empty() ? nullptr : w.bk.data(), k},
+                             {&w.wv, &w.lr_v, w.bv.empty() ? nullptr : w.bv.data(), v}};
+      linear_lowrank(x, T, norm, qkv, st, c.pool);
+    } else {
+      const ops::LinearTarget qkv[3] = {{&w.wq, w.bq.empty() ? nullptr : w.bq.data(), q},
+                                        {&w.wk, w.bk.empty() ? nullptr : w.bk.data(), k},
+                                        {&w.wv, w.bv.empty() ? nullptr : w.bv.data(), v}};
+      ops::linear_multi(x, T, norm, qkv, st.lin, c.pool);
+    }
   }
   const LayerLora* lora = c.model.lora(layer);
   if (lora) {
@@ -341,7 +401,12 @@ void attention_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   }
   {
     profile::Scope ps(profile::Op::AttnOut);
-    ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
+    if (w.lr_o.rank() > 0) {
+      const MatOut o{&w.wo, &w.lr_o, nullptr, x, true};
+      linear_lowrank(att, T, ops::RmsNorm{}, std::span(&o, 1), st, c.pool);
+    } else {
+      ops::linear_add(att, T, w.wo, x, st.lin, c.pool);  // x += att Wo^T
+    }
   }
   if (lora) {
     profile::Scope ps(profile::Op::Lora);
@@ -372,11 +437,27 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& w, int64_t layer) {
   // RMSNorm, gate and up projections and silu(gate) * up in one pass; then the down projection.
   {
     profile::Scope ps(profile::Op::FfnUp);
-    ops::swiglu_hidden(x, T, norm, w.gate, w.up, w.gate_up, g, st.lin, c.pool, gate_add, up_add);
+    if (w.lr_gate.rank() > 0 || w.lr_up.rank() > 0) {
+      // A factorised gate or up: unfused, gate into g and up into st.up, then g = silu(g) * up.
+      float* u = sized(st.up, T * hp.n_ff);
+      const MatOut gu[2] = {{&w.gate, &w.lr_gate, nullptr, g}, {&w.up, &w.lr_up, nullptr, u}};
+      linear_lowrank(x, T, norm, gu, st, c.pool);
+      const kernels::VecOps& vo = kernels::vec_ops();
+      if (gate_add) vo.add(g, gate_add, T * hp.n_ff);
+      if (up_add) vo.add(u, up_add, T * hp.n_ff);
+      vo.silu_mul(g, u, g, T * hp.n_ff);
+    } else {
+      ops::swiglu_hidden(x, T, norm, w.gate, w.up, w.gate_up, g, st.lin, c.pool, gate_add, up_add);
+    }
   }
   {
     profile::Scope ps(profile::Op::FfnDown);
-    ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
+    if (w.lr_down.rank() > 0) {
+      const MatOut d{&w.down, &w.lr_down, nullptr, x, true};
+      linear_lowrank(g, T, ops::RmsNorm{}, std::span(&d, 1), st, c.pool);
+    } else {
+      ops::linear_add(g, T, w.down, x, st.lin, c.pool);  // x += g Wdown^T
+    }
   }
   if (lora) {
     profile::Scope ps(profile::Op::Lora);

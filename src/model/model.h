@@ -23,12 +23,29 @@
 
 namespace brisk::model {
 
+// A layer matrix W (n_out, n_in) stored factorised by `brisk lowrank` (quant/lowrank.h has the
+// GGUF convention): W ~= B A with A (rank, n_in) in `a` and B (n_out, rank) in `b`; the layer
+// computes y = (x A^T) B^T. rank() == 0: the matrix is dense.
+struct LowRankPair {
+  ops::WeightView a, b;
+  int64_t rank() const { return a.data ? a.n_out : 0; }
+};
+
+// A factorised matrix keeps its dense view's shape (and the factors' type) with data == nullptr,
+// so that code reading shapes still works; only the products go through lr_*.
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // (n_embd)
   ops::WeightView wq, wk, wv, wo;          // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
   std::vector<float> bq, bk, bv;           // empty when the architecture has no QKV bias
   ops::WeightView gate, up, down;          // (n_ff, n_embd) x2, (n_embd, n_ff)
-  ops::WeightView gate_up;  // gate and up packed as one matrix (ops::pack_gate_up_into), or unset
+  ops::WeightView gate_up;  // gate and up packed as one matrix (ops::pack_gate_up_into), or unset;
+                            // never set when gate or up is factorised
+  LowRankPair lr_q, lr_k, lr_v, lr_o, lr_gate, lr_up, lr_down;  // rank 0 unless factorised
+  bool has_lowrank() const {
+    for (const LowRankPair* p : {&lr_q, &lr_k, &lr_v, &lr_o, &lr_gate, &lr_up, &lr_down})
+      if (p->rank() > 0) return true;
+    return false;
+  }
 };
 
 // The LoRA adapters attached to one matrix W (n_out, n_in), stacked into one low-rank pair: A
@@ -66,6 +83,7 @@ class InferenceState {
   std::vector<int64_t>
       attn_items;  // [first, last] pairs of rows whose logits forward_batch returns
   std::vector<float> lora_u, lora_d;  // LoRA: x A^T (T, total rank) and pre-activation deltas
+  std::vector<float> lowrank_u;       // factorised matrices: x A^T (T, total rank)
   ops::LinearScratch lin;
 
  private:
@@ -178,5 +196,20 @@ struct LoraOut {
 // are skipped. The small products run in f32 on the packed f32 kernels, scratch in st.lora_u.
 void lora_apply(const float* x, int64_t T, const ops::RmsNorm& norm, std::span<const LoraOut> outs,
                 InferenceState& st, ThreadPool& pool);
+
+// One product of a layer matrix that may be factorised (lowrank_apply.cpp): out (T, n_out) =
+// x W^T (+ bias), or += with accumulate; lr->rank() > 0 means W ~= B A.
+struct MatOut {
+  const ops::WeightView* w;
+  const LowRankPair* lr;
+  const float* bias;
+  float* out;
+  bool accumulate = false;
+};
+// x is (T, n_in), shared by every product (normalised first when norm.weight is set). Dense
+// matrices and the factorised ones' first products x A^T (T, rank, scratch in st.lowrank_u) run as
+// one linear_multi work list; then each factorised matrix's (x A^T) B^T.
+void linear_lowrank(const float* x, int64_t T, const ops::RmsNorm& norm,
+                    std::span<const MatOut> outs, InferenceState& st, ThreadPool& pool);
 
 }  // namespace brisk::model

@@ -16,6 +16,7 @@
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "quant/lowrank.h"
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -68,12 +69,20 @@ model::LoraAdapter full_adapter(const model::Model& m) {
   return a;
 }
 
-void run_case(const char* type_name, DType type, int threads, bool lora = false) {
+// lowrank: every layer matrix factorised at rank 8 (brisk lowrank, f16 factors).
+void run_case(const char* type_name, DType type, int threads, bool lora = false,
+              bool lowrank = false) {
   ThreadPool pool(threads);
   model::SynthConfig cfg;
   model::synth_preset("tiny", cfg);
   cfg.type = type;
-  auto m = model::Model::load(model::synth_model(cfg, pool));
+  io::ModelFile file = model::synth_model(cfg, pool);
+  if (lowrank) {
+    quant::LowRankOptions o;
+    o.rank = 8;
+    quant::lowrank_model(file, o, pool);
+  }
+  auto m = model::Model::load(std::move(file));
   if (lora) m->add_lora(full_adapter(*m), 1.0f);
   model::InferenceState st(m->hparams(), 1024);
   std::vector<float> logits;
@@ -92,7 +101,7 @@ void run_case(const char* type_name, DType type, int threads, bool lora = false)
   m->forward(std::span(prompt.data(), 3), st, logits, false, pool);
   g_counting = false;
   EXPECT_EQ(g_allocs.load(), 0) << type_name << ", " << threads << " threads"
-                                << (lora ? ", LoRA" : "");
+                                << (lora ? ", LoRA" : "") << (lowrank ? ", low rank" : "");
 }
 
 TEST(HotPath, DecodeAndPromptStepsDoNotAllocate) {
@@ -101,6 +110,7 @@ TEST(HotPath, DecodeAndPromptStepsDoNotAllocate) {
     run_case("q4_K", DType::Q4_K, threads);
     run_case("f16", DType::F16, threads);
     run_case("q4_0", DType::Q4_0, threads, /*lora=*/true);
+    run_case("q4_0", DType::Q4_0, threads, /*lora=*/false, /*lowrank=*/true);
   }
 }
 
