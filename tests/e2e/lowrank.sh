@@ -6,31 +6,8 @@
 set -u
 BRISK=$1
 MODEL=$(cd "$(dirname "$0")/../.." && pwd)/models/brisk-default.gguf
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect CODE DESCRIPTION -- CMD...: runs CMD, checks the exit code; for code 2 also that stderr
-# has exactly one "error:" line.
-expect() {
-  local want=$1 desc=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    bad "$desc: exit $got, want $want; stderr: $(tail -c 400 "$TMP/err")"
-    return
-  fi
-  if [ "$want" = 2 ]; then
-    local lines
-    lines=$(grep -c '^error: ' "$TMP/err")
-    [ "$lines" = 1 ] || { bad "$desc: $lines error lines: $(head -c 300 "$TMP/err")"; return; }
-  fi
-  ok
-}
+# shellcheck source=lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 if [ ! -f "$MODEL" ]; then
   echo "FAIL: $MODEL missing"
@@ -68,5 +45,4 @@ expect 0 "logits factorised" -- "$BRISK" logits -m "$TMP/r.gguf" -p "hello there
 # Running it again on the factorised file: nothing left to factorise.
 expect 2 "already factorised" -- "$BRISK" lowrank "$TMP/x.gguf" "$TMP/y.gguf" --rank 8
 
-echo "lowrank.sh: $passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish lowrank.sh

@@ -13,6 +13,7 @@
 #include "quant/awq.h"
 #include "quant/calib.h"
 #include "quant/imatrix.h"
+#include "quant/methods.h"
 #include "quant/quantize_model.h"
 #include "train/export.h"
 #include "train/llama_train.h"
@@ -174,6 +175,57 @@ TEST(Awq, FoldingPreservesTheFloatModel) {
     for (size_t i = 0; i < before.size(); ++i)
       md = std::max(md, double(std::fabs(before[i] - after[i])));
     EXPECT_LT(md, 2e-4) << "kv heads " << kv;
+  }
+}
+
+// The GPTQ pass leaves in the model exactly the values its blocks hold (later layers were
+// calibrated on them), and the pruning pass leaves exactly the requested zeros.
+TEST(CalibrationMethods, GptqBlocksMatchTheWeightsAndPruningCountsZeros) {
+  const train::ModelShape s = shape(2);
+  const train::ParamLayout lay = train::ParamLayout::llama(s);
+  const train::Batch b = calib_batch(tokens(256, 4), 64, 1000);
+  ThreadPool pool(2);
+  std::vector<float> p = train::init_params(lay, s, 9);
+  GptqProcessor gp(
+      [](const std::string& t) {
+        return t.find("ffn_down") != std::string::npos ? DType::Q6_K : DType::Q4_0;
+      },
+      GptqOptions{}, pool);
+  run_calibration(s, p, b, gp, 2);
+  ASSERT_EQ(gp.results().size(), static_cast<size_t>(s.layers * train::kNumMats));
+  for (const auto& [name, r] : gp.results()) {
+    const train::ParamInfo& info = lay.at(name);
+    EXPECT_EQ(r.type, name.find("ffn_down") != std::string::npos ? DType::Q6_K : DType::Q4_0);
+    std::vector<float> w(info.size());
+    const size_t rb = row_bytes(r.type, info.cols);
+    ASSERT_EQ(r.bytes.size(), rb * static_cast<size_t>(info.rows)) << name;
+    for (int64_t i = 0; i < info.rows; ++i)
+      kernels::quant_kernels(r.type).to_float(r.bytes.data() + static_cast<size_t>(i) * rb,
+                                              w.data() + i * info.cols, info.cols);
+    EXPECT_TRUE(std::equal(w.begin(), w.end(), p.begin() + static_cast<ptrdiff_t>(info.offset)))
+        << name;
+  }
+  for (const char* method : {"wanda", "sparsegpt"}) {
+    std::vector<float> q = train::init_params(lay, s, 9);
+    PruneOptions o;
+    o.method = *parse_prune_method(method);
+    o.sparsity = 0.5;
+    PruneProcessor pp(o, pool);
+    run_calibration(s, q, b, pp, 2);
+    int64_t total = 0;
+    for (int64_t l = 0; l < s.layers; ++l)
+      for (int k = 0; k < train::kNumMats; ++k) {
+        const train::ParamInfo& info = lay.at(site_tensor_name(l, static_cast<train::Mat>(k)));
+        total += static_cast<int64_t>(info.size());
+        for (int64_t r = 0; r < info.rows; ++r) {
+          int64_t z = 0;
+          for (int64_t c = 0; c < info.cols; ++c)
+            z += q[info.offset + static_cast<size_t>(r * info.cols + c)] == 0.0f;
+          ASSERT_EQ(z, info.cols / 2) << method << " " << info.name << " row " << r;
+        }
+      }
+    EXPECT_EQ(pp.zeros(), total / 2);
+    EXPECT_EQ(pp.total(), total);
   }
 }
 
