@@ -191,9 +191,10 @@ struct Engine::Impl {
 
   SubmitResult submit(CompletionRequest r, EventSink sink) {
     SubmitResult res;
-    auto refuse = [&](int status, std::string msg) {
+    auto refuse = [&](int status, std::string msg, std::string param = {}) {
       res.http_status = status;
       res.error = std::move(msg);
+      res.param = std::move(param);
       std::lock_guard<std::mutex> lk(mu);
       ++ms.requests_rejected;
       return res;
@@ -204,8 +205,8 @@ struct Engine::Impl {
       if (id < 0 || id >= V)
         return refuse(400, "prompt token id " + std::to_string(id) + " is out of range [0, " +
                                std::to_string(V) + ")");
-    if (r.max_tokens < 1) return refuse(400, "max_tokens must be at least 1");
-    if (r.n < 1 || r.n > 128) return refuse(400, "n must be in [1, 128]");
+    if (r.max_tokens < 1) return refuse(400, "max_tokens must be at least 1", "max_tokens");
+    if (r.n < 1 || r.n > 128) return refuse(400, "n must be in [1, 128]", "n");
     if (r.logprobs > 20) return refuse(400, "logprobs must be at most 20");
     try {
       r.sampling.validate(static_cast<int32_t>(V));
@@ -219,12 +220,39 @@ struct Engine::Impl {
                              " tokens; this server's context is " +
                              std::to_string(cfg.max_model_len) + " tokens");
     if (P + r.max_tokens > cfg.max_model_len)
-      return refuse(400, "prompt (" + std::to_string(P) + " tokens) + max_tokens (" +
-                             std::to_string(r.max_tokens) + ") exceed the context of " +
-                             std::to_string(cfg.max_model_len) + " tokens");
+      return refuse(400,
+                    "prompt (" + std::to_string(P) + " tokens) + max_tokens (" +
+                        std::to_string(r.max_tokens) + ") exceed the context of " +
+                        std::to_string(cfg.max_model_len) + " tokens",
+                    "max_tokens");
     if (kvm->blocks_needed(P + r.max_tokens) > kvm->n_blocks())
-      return refuse(400, "the request needs more KV cache than this server has (--kv-memory " +
-                             std::to_string(cfg.kv_memory_mib) + " MiB)");
+      return refuse(400,
+                    "the request needs more KV cache than this server has (--kv-memory " +
+                        std::to_string(cfg.kv_memory_mib) + " MiB)",
+                    "max_tokens");
+    // The n choices are admitted together (Scheduler::fork) and run side by side: more than
+    // max_num_seqs of them could never be scheduled as one batch.
+    if (r.n > cfg.max_num_seqs)
+      return refuse(400,
+                    "n is " + std::to_string(r.n) + ", but this server decodes at most " +
+                        std::to_string(cfg.max_num_seqs) +
+                        " sequences together (--max-num-seqs); lower n",
+                    "n");
+    // Their KV at the end, all running: the prompt's full blocks are shared (fork), each choice
+    // owns the rest (its copy of the partial prompt block, then its completion).
+    if (r.n > 1) {
+      const int64_t shared = P / kvm->block_size();
+      const int64_t own = kvm->blocks_needed(P + r.max_tokens) - shared;
+      const int64_t need = shared + r.n * own;
+      if (need > kvm->n_blocks())
+        return refuse(400,
+                      "n = " + std::to_string(r.n) + " choices of " + std::to_string(P) +
+                          " prompt tokens + max_tokens " + std::to_string(r.max_tokens) + " need " +
+                          std::to_string(need) + " KV blocks at once; this server has " +
+                          std::to_string(kvm->n_blocks()) + " (--kv-memory " +
+                          std::to_string(cfg.kv_memory_mib) + " MiB); lower n or max_tokens",
+                      "n");
+    }
     std::lock_guard<std::mutex> lk(mu);
     if (!accepting) {
       res.http_status = 503;

@@ -89,6 +89,7 @@ struct SubmitResult {
   int http_status = 0;          // when refused: 400 (impossible request), 413 (too long),
                                 // 429 (queue full), 503 (shutting down)
   std::string error;            // one line, for the error body
+  std::string param;            // the request field at fault ("n", "max_tokens"), when one is
 };
 
 struct Histogram {

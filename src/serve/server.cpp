@@ -227,21 +227,11 @@ struct Server::Impl {
           eng.submit(std::move(q), [queue](const engine::Event& e) { return queue->push(e); });
       if (!sr.id) {
         const int status = sr.http_status >= 400 ? sr.http_status : 500;
-        throw ApiError(status, sr.error.empty() ? "the engine refused the request" : sr.error, "",
-                       status == 413 ? "context_length_exceeded" : "");
+        throw ApiError(status, sr.error.empty() ? "the engine refused the request" : sr.error,
+                       sr.param, status == 413 ? "context_length_exceeded" : "");
       }
       ResponseBuilder b(ep, cfg.model_name, r.n, r.logprobs >= 0, r.include_usage);
-      if (r.stream) {
-        stream(std::move(b), queue, *sr.id, r.include_usage, std::move(token), res);
-      } else {
-        try {
-          wait_whole(b, *queue, res);
-        } catch (...) {
-          queue->close();
-          eng.cancel(*sr.id);
-          throw;
-        }
-      }
+      respond(std::move(b), queue, *sr.id, r.stream, r.include_usage, std::move(token), res);
     } catch (const ApiError& e) {
       reply_error(res, e);
     } catch (const Error& e) {  // tokenizer or template faults caused by the input
@@ -251,44 +241,46 @@ struct Server::Impl {
     }
   }
 
-  // Non-streaming: gather every event, answer once.
-  void wait_whole(ResponseBuilder& b, EventQueue& queue, httplib::Response& res) {
-    Usage u;
-    for (bool done = false; !done;) {
-      for (const engine::Event& e : queue.pop(kPollInterval)) {
-        b.add(e);
-        if (e.done) {
-          done = true;
-          u = {e.prompt_tokens, e.completion_tokens, e.cached_prompt_tokens};
-        }
-      }
-    }
-    if (b.aborted()) throw ApiError(503, "the request was cancelled: the server is shutting down");
-    res.set_content(b.full(u) + "\n", "application/json");
-  }
-
-  struct StreamState {
+  // One request's answer in flight: shared by the content provider and its releaser.
+  struct AnswerState {
     ResponseBuilder builder;
     std::shared_ptr<EventQueue> queue;
     engine::RequestId id;
     bool include_usage;
-    bool started = false, finished = false;
+    bool started = false, finished = false;  // finished: the engine's last event arrived
+    Usage usage;                             // non-streaming: from the last event
     Clock::time_point last_write = Clock::now();
     std::shared_ptr<void> token;
   };
 
-  void stream(ResponseBuilder b, std::shared_ptr<EventQueue> queue, engine::RequestId id,
-              bool include_usage, std::shared_ptr<void> token, httplib::Response& res) {
-    auto st =
-        std::make_shared<StreamState>(StreamState{std::move(b), std::move(queue), id, include_usage,
-                                                  false, false, Clock::now(), std::move(token)});
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
+  // Both kinds of answer are written by a chunked content provider, so that the wait for the
+  // engine happens where the connection can be seen: a handler has none, a provider has its
+  // DataSink, whose is_writable() in cpp-httplib 0.11+ also peeks at the socket (recv MSG_PEEK)
+  // and fails once the peer has closed it. Each provider call waits at most kPollInterval for
+  // events and asks is_writable() when it has nothing to write, so a vanished client is seen
+  // within about that long, streaming or not; the releaser then cancels the request and the
+  // engine frees its KV blocks at once.
+  //
+  // Non-streaming, the body is the same bytes set_content would send, in one chunk. The price:
+  // the 200 status line goes out before the answer exists, so a request aborted later (the
+  // shutdown deadline) ends the connection without a body instead of answering 503.
+  void respond(ResponseBuilder b, std::shared_ptr<EventQueue> queue, engine::RequestId id,
+               bool streaming, bool include_usage, std::shared_ptr<void> token,
+               httplib::Response& res) {
+    auto st = std::make_shared<AnswerState>(AnswerState{std::move(b), std::move(queue), id,
+                                                        include_usage, false, false, Usage{},
+                                                        Clock::now(), std::move(token)});
+    if (streaming) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Accel-Buffering", "no");
+    }
     res.set_chunked_content_provider(
-        "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) { return stream_step(*st, sink); },
-        // Runs when httplib drops the response, however the stream ended: a stream that did not
-        // reach its last event lost its client, so the engine stops work on it.
+        streaming ? "text/event-stream" : "application/json",
+        [st, streaming](size_t, httplib::DataSink& sink) {
+          return streaming ? stream_step(*st, sink) : whole_step(*st, sink);
+        },
+        // Runs when httplib drops the response, however it ended: an answer that did not reach
+        // the engine's last event lost its client (or failed), so the engine stops work on it.
         [this, st](bool) {
           if (!st->finished) {
             st->queue->close();
@@ -303,10 +295,35 @@ struct Server::Impl {
         });
   }
 
+  // One call of the non-streaming provider: gathers the events that arrived (waiting up to
+  // kPollInterval), checks the connection while the answer is pending, and writes the whole
+  // object once the last event is in. False ends the response: a fault, or a request aborted by
+  // shutdown (the status is sent already; closing without a body tells the client it failed).
+  static bool whole_step(AnswerState& st, httplib::DataSink& sink) noexcept {
+    try {
+      for (const engine::Event& e : st.queue->pop(kPollInterval)) {
+        st.builder.add(e);
+        if (e.done) {
+          st.finished = true;
+          st.usage = {e.prompt_tokens, e.completion_tokens, e.cached_prompt_tokens};
+        }
+      }
+      if (!st.finished) return sink.is_writable();  // false: the client has gone
+      if (st.builder.aborted()) return false;
+      const std::string body = st.builder.full(st.usage) + "\n";
+      if (!sink.write(body.data(), body.size())) return false;
+      sink.done();
+      return true;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "serve: answer %s failed: %s\n", st.builder.id().c_str(), e.what());
+      return false;
+    }
+  }
+
   // One call of the chunked content provider: writes whatever events arrived (or a keep-alive
   // comment when idle for a second). False ends the response: the client is gone, or a fault
   // (httplib would not catch an exception thrown from here).
-  static bool stream_step(StreamState& st, httplib::DataSink& sink) noexcept {
+  static bool stream_step(AnswerState& st, httplib::DataSink& sink) noexcept {
     try {
       std::string out;
       if (!st.started) {

@@ -6,14 +6,16 @@
 // cpp-httplib runs every connection on a thread of its pool (--http-threads): a completion
 // handler parses and validates the body (serve/request.h), builds the engine request
 // (serve/prompt.h), submits it with a sink that pushes events into a per-request EventQueue, and
-// then drains that queue on its own thread, writing SSE chunks or the final object. A client that
-// goes away is noticed when a write fails (an idle stream writes an SSE comment every second so
-// that this happens even while the request waits); the handler then cancels the request, and the
-// engine frees its KV blocks at once.
+// then drains that queue through a chunked content provider on its own thread, writing SSE chunks
+// or, once every event is in, the whole object. A client that goes away is noticed by httplib's
+// connection check before each call of the provider (it peeks at the socket), or when a write
+// fails (an idle stream writes an SSE comment every second); the request is then cancelled, and
+// the engine frees its KV blocks at once. Streaming or not, a request does not outlive its client.
 //
 // Shutdown (shutdown(), e.g. on SIGTERM): /health answers 503 and new completions 503; the engine
 // drains (in-flight requests finish until the deadline, the rest are cancelled); open streams
-// write their last chunks; then the listener stops and run() returns.
+// write their last chunks (a non-streamed answer cut short by the deadline closes its connection
+// without a body: its 200 status line is already out); then the listener stops and run() returns.
 #pragma once
 #include <cstdint>
 #include <memory>

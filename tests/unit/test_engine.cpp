@@ -218,6 +218,55 @@ TEST(Engine, NChoicesShareThePrompt) {
   expect_all_blocks_free(e);
 }
 
+// n choices run side by side: more of them than max_num_seqs, or more KV than the pool holds
+// with all of them at full length, is refused up front (400 naming "n") instead of being queued
+// for ever. The KV bound counts the prompt's full blocks once (the choices share them).
+TEST(Engine, NChoicesBeyondTheLimitsAreRefused) {
+  const Fixture& f = fixture();
+  engine::EngineConfig cfg;
+  cfg.threads = 1;
+  cfg.max_num_seqs = 4;
+  cfg.kv_memory_mib = 1;
+  cfg.kv_type = "f32";  // 1 MiB of f32 KV: a pool of a few dozen blocks
+  engine::Engine e(*f.m, *f.tk, cfg);
+  Collector dummy(8);
+  engine::CompletionRequest r = greedy(prompt_of(100, 4), 8);
+  r.n = 5;
+  engine::SubmitResult s = e.submit(r, dummy.sink());
+  EXPECT_FALSE(s.id);
+  EXPECT_EQ(s.http_status, 400);
+  EXPECT_EQ(s.param, "n");
+  EXPECT_NE(s.error.find("max-num-seqs"), std::string::npos) << s.error;
+
+  // 100 prompt tokens: 6 full blocks of 16, shared. A choice of b blocks in all owns b - 6.
+  const int64_t total = e.metrics().kv_blocks_total, shared = 100 / cfg.block_size;
+  const int64_t fits = (total + shared) / 2;  // the most blocks per choice for n = 2
+  ASSERT_LE((fits + 1) * cfg.block_size, 512) << "the pool must be smaller than 2 contexts";
+  ASSERT_GT(2 * fits, total) << "then the prompt's sharing decides, not the naive n x length";
+  r.n = 2;
+  r.max_tokens = static_cast<int32_t>((fits + 1) * cfg.block_size - 100);
+  s = e.submit(r, dummy.sink());
+  EXPECT_FALSE(s.id);
+  EXPECT_EQ(s.http_status, 400);
+  EXPECT_EQ(s.param, "n");
+  EXPECT_NE(s.error.find("KV blocks"), std::string::npos) << s.error;
+  // One choice of that length fits; so do two that are one block shorter.
+  r.n = 1;
+  Collector one(1);
+  s = e.submit(r, one.sink());
+  ASSERT_TRUE(s.id) << s.error;
+  e.cancel(*s.id);
+  ASSERT_TRUE(one.wait());
+  r.n = 2;
+  r.max_tokens -= cfg.block_size;
+  Collector two(2);
+  s = e.submit(r, two.sink());
+  ASSERT_TRUE(s.id) << s.error;
+  e.cancel(*s.id);
+  ASSERT_TRUE(two.wait());
+  expect_all_blocks_free(e);
+}
+
 TEST(Engine, RefusalsCancellationAndDrain) {
   const Fixture& f = fixture();
   engine::EngineConfig cfg;

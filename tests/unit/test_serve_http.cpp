@@ -4,7 +4,13 @@
 // tests (tests/e2e/openai) cover the rest; these run where Node.js is not installed.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -29,14 +35,23 @@ const Model& tiny() {
   return f;
 }
 
+// The same with a long context, for requests that run long enough to be abandoned.
+const Model& long_context() {
+  static Model f = test::load_synth_model(128, 256, 4096);
+  return f;
+}
+
 // An engine and a server on a free port, serving on a background thread.
 class ServeHttp : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start(tiny(), 0); }
+  // kv_mib 0: the engine's default (max_num_seqs full contexts).
+  void start(const Model& m, int64_t kv_mib) {
     engine::EngineConfig ec;
     ec.threads = 2;
     ec.max_num_seqs = 4;
-    eng_ = std::make_unique<engine::Engine>(*tiny().m, *tiny().tk, ec);
+    ec.kv_memory_mib = kv_mib;
+    eng_ = std::make_unique<engine::Engine>(*m.m, *m.tk, ec);
     ServerConfig sc;
     sc.port = 0;
     sc.api_key = "k";
@@ -155,6 +170,91 @@ TEST_F(ServeHttp, ShutdownLetsAStreamFinishThenRefuses) {
   EXPECT_EQ(s.completion_tokens, 150);
   // The listener is gone; TearDown's second shutdown() is a no-op.
   EXPECT_EQ(http_get(url_, "/health", "").status, 0);
+}
+
+// n beyond --max-num-seqs could never be scheduled at once: 400 naming "n" and the limit.
+TEST_F(ServeHttp, NBeyondMaxNumSeqsIsRefused) {
+  HttpReply r = http_post(url_, "/v1/completions", "k", R"({"prompt": [5, 6], "n": 5})");
+  ASSERT_EQ(r.status, 400) << r.body;
+  json e = error_of(r);
+  EXPECT_EQ(e["param"], "n");
+  EXPECT_EQ(e["type"], "invalid_request_error");
+  EXPECT_NE(e["message"].get<std::string>().find("at most 4"), std::string::npos) << r.body;
+  r = http_post(url_, "/v1/completions", "k",
+                R"({"prompt": [5, 6], "n": 4, "max_tokens": 2, "ignore_eos": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["choices"].size(), 4u);
+}
+
+// A long context over a small KV pool (2 MiB: a fraction of 4 full contexts).
+class ServeHttpLong : public ServeHttp {
+ protected:
+  void SetUp() override { start(long_context(), 2); }
+};
+
+TEST_F(ServeHttpLong, NChoicesThatNeverFitTheKvPoolAreRefused) {
+  const int64_t total = eng_->metrics().kv_blocks_total;
+  const int64_t per_choice = total / 2 + 1;  // blocks; 2 prompt tokens share no full block
+  ASSERT_LE(per_choice * 16, 4096) << "one choice must fit the context";
+  const int64_t max_tokens = per_choice * 16 - 2;
+  json body = {{"prompt", {5, 6}}, {"max_tokens", max_tokens}, {"n", 2}};
+  HttpReply r = http_post(url_, "/v1/completions", "k", body.dump());
+  ASSERT_EQ(r.status, 400) << r.body;
+  const json e = error_of(r);
+  EXPECT_EQ(e["param"], "n");
+  EXPECT_NE(e["message"].get<std::string>().find("KV blocks"), std::string::npos) << r.body;
+}
+
+// Blocks until `pred` holds, polling the engine's metrics; false after a generous deadline.
+template <class Pred>
+bool wait_for(const engine::Engine& eng, Pred pred) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred(eng.metrics())) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred(eng.metrics());
+}
+
+// A non-streamed request whose client hangs up is cancelled, as a stream is: it does not run on
+// to max_tokens, and its KV blocks come back. The client is a raw socket that sends the request,
+// waits until the engine runs it, and closes.
+TEST_F(ServeHttpLong, NonStreamedRequestOfAClientThatLeavesIsCancelled) {
+  const engine::MetricsSnapshot idle = eng_->metrics();
+  ASSERT_EQ(idle.kv_blocks_used, 0);
+  // As long as the context and the pool allow: far longer than noticing the hang-up takes.
+  const int64_t max_tokens = std::min<int64_t>(4096, idle.kv_blocks_total * 16) - 3;
+  const std::string body =
+      json({{"prompt", {5, 6, 7}}, {"max_tokens", max_tokens}, {"ignore_eos", true}}).dump();
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer k\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(url_.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  EXPECT_TRUE(wait_for(*eng_, [](const engine::MetricsSnapshot& m) {
+    return m.running == 1 && m.generated_tokens > 0;
+  }));
+  ::close(fd);
+  EXPECT_TRUE(wait_for(*eng_, [&](const engine::MetricsSnapshot& m) {
+    return m.running == 0 && m.waiting == 0 && m.kv_blocks_used == idle.kv_blocks_used;
+  }));
+  const engine::MetricsSnapshot after = eng_->metrics();
+  EXPECT_EQ(after.requests_aborted, idle.requests_aborted + 1);
+  EXPECT_EQ(after.requests_finished, idle.requests_finished);
+  EXPECT_LT(after.generated_tokens, static_cast<uint64_t>(max_tokens));
+  // The server is still fine for the next client, and its answer parses as before.
+  const HttpReply r = http_post(url_, "/v1/completions", "k",
+                                R"({"prompt": [5, 6], "max_tokens": 3, "ignore_eos": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 3);
 }
 
 }  // namespace

@@ -322,6 +322,57 @@ test('a client that aborts mid-stream frees its request', T, async () => {
   assert.ok(m.value('brisk_kv_blocks_total') > 0);
 });
 
+test('a client that aborts a non-streamed request frees it', T, async () => {
+  const before = await metrics();
+  const aborted0 = before.value('brisk_requests_aborted_total');
+  const finished0 = before.value('brisk_requests_finished_total');
+  const idleBlocks = before.value('brisk_kv_blocks_used');
+  const controller = new AbortController();
+  // As long as the context allows, in 8 choices: far longer than noticing the abort takes.
+  const pending = client.completions.create(
+    { model: MODEL_NAME, prompt: [400, 401, 402], max_tokens: CTX - 3, ignore_eos: true, n: 8 },
+    { signal: controller.signal });
+  const failed = assert.rejects(pending, (e) => /Abort/.test(String(e.name)));
+  let m;
+  const started = Date.now() + 20_000;
+  for (;;) {
+    m = await metrics();
+    if (m.value('brisk_requests_running') > 0) break;
+    assert.ok(Date.now() < started, 'the request never started:\n' + m.text);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  controller.abort();
+  await failed;
+  // Nothing is written while the answer is pending: the server notices the closed connection
+  // itself, cancels, and the engine frees the blocks.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    m = await metrics();
+    if (m.value('brisk_requests_running') === 0 &&
+        m.value('brisk_kv_blocks_used') === idleBlocks) break;
+    assert.ok(Date.now() < deadline, 'request still running after abort:\n' + m.text);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(m.value('brisk_requests_aborted_total'), aborted0 + 1);
+  assert.equal(m.value('brisk_requests_finished_total'), finished0);
+  // The next non-streamed answer is unchanged for a client that stays.
+  const r = await client.completions.create({ model: MODEL_NAME, prompt: 'Still here',
+                                              max_tokens: 4, ignore_eos: true, ...greedy });
+  assert.equal(r.usage.completion_tokens, 4);
+  assert.equal(r.choices[0].finish_reason, 'length');
+});
+
+test('n beyond --max-num-seqs is refused: 400 naming n and the limit', T, async () => {
+  await assert.rejects(
+    client.completions.create({ model: MODEL_NAME, prompt: 'Too many', n: 17, max_tokens: 2 }),
+    (e) => e.status === 400 && e.param === 'n' && e.type === 'invalid_request_error' &&
+           /at most 16/.test(e.message));
+  await assert.rejects(
+    client.chat.completions.create({ model: MODEL_NAME, n: 17, max_tokens: 2,
+                                     messages: [{ role: 'user', content: 'Hi' }] }),
+    (e) => e.status === 400 && e.param === 'n');
+});
+
 test('metrics: Prometheus text with counters and histograms', T, async () => {
   const m = await metrics();
   assert.ok(m.value('brisk_generation_tokens_total') > 0);
