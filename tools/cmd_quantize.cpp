@@ -123,8 +123,9 @@ void add_quantize_command(CLI::App& app) {
                             {"err", g.err_best}});
         if (!a->json)
           for (const auto& g : p.log())
-            std::fprintf(stderr, "awq: %-16s alpha %.2f  error %.4g -> %.4g\n", g.group.c_str(),
-                         g.alpha, g.err_rtn, g.err_best);
+            std::fprintf(stderr, "awq: %-16s alpha %.2f  error %.4g -> %.4g scaled -> %.4g%s\n",
+                         g.group.c_str(), g.alpha, g.err_rtn, g.err_scaled, g.err_best,
+                         g.clipped ? " clipped" : "");
       }
     }
     const quant::QuantizeReport rep =

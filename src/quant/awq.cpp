@@ -10,13 +10,82 @@
 
 namespace brisk::quant {
 
+namespace {
+
+void clip_row(float* w, int64_t cols, int64_t block, const float* ratios) {
+  for (int64_t b = 0; b < cols / block; ++b) {
+    if (ratios[b] >= 1.0f) continue;
+    float* x = w + b * block;
+    float mx = 0;
+    for (int64_t i = 0; i < block; ++i) mx = std::max(mx, std::fabs(x[i]));
+    const float t = ratios[b] * mx;
+    for (int64_t i = 0; i < block; ++i) x[i] = std::clamp(x[i], -t, t);
+  }
+}
+
+}  // namespace
+
+void awq_apply_clip(float* W, int64_t rows, int64_t cols, int64_t block,
+                    const std::vector<float>& ratios) {
+  check(static_cast<int64_t>(ratios.size()) == rows * (cols / block), "awq: ", ratios.size(),
+        " clip ratios for ", rows, " rows of ", cols / block, " blocks");
+  for (int64_t r = 0; r < rows; ++r)
+    clip_row(W + r * cols, cols, block, ratios.data() + r * (cols / block));
+}
+
+std::vector<float> awq_clip_search(const float* W, int64_t rows, int64_t cols, DType type,
+                                   const float* G, int steps, ThreadPool& pool) {
+  check(steps >= 1, "awq: the clip grid needs at least 1 step");
+  const kernels::QuantKernels& k = kernels::quant_kernels(type);
+  const int64_t B = dtype_layout(type).block_size, nb = cols / B;
+  check(cols % B == 0, "awq: ", cols, " columns are not a multiple of the ", dtype_name(type),
+        " block");
+  std::vector<float> ratios(static_cast<size_t>(rows * nb), 1.0f);
+  pool.parallel_for(rows, [&](int64_t b0, int64_t e0, int) {
+    std::vector<float> c(static_cast<size_t>(B)), q(static_cast<size_t>(B)),
+        d(static_cast<size_t>(B));
+    std::vector<uint8_t> buf(row_bytes(type, B));
+    for (int64_t r = b0; r < e0; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* w = W + r * cols + b * B;
+        float mx = 0;
+        for (int64_t i = 0; i < B; ++i) mx = std::max(mx, std::fabs(w[i]));
+        if (mx == 0) continue;
+        double best = -1;
+        for (int st = 0; st <= steps; ++st) {
+          const float ratio = 1.0f - 0.5f * static_cast<float>(st) / static_cast<float>(steps);
+          const float t = ratio * mx;
+          for (int64_t i = 0; i < B; ++i) c[static_cast<size_t>(i)] = std::clamp(w[i], -t, t);
+          k.from_float(c.data(), buf.data(), B);
+          k.to_float(buf.data(), q.data(), B);
+          for (int64_t i = 0; i < B; ++i)
+            d[static_cast<size_t>(i)] = w[i] - q[static_cast<size_t>(i)];
+          double e = 0;  // d^T G_bb d
+          for (int64_t i = 0; i < B; ++i) {
+            const float* g = G + (b * B + i) * cols + b * B;
+            double gi = 0;
+            for (int64_t j = 0; j < B; ++j)
+              gi += static_cast<double>(g[j]) * d[static_cast<size_t>(j)];
+            e += gi * d[static_cast<size_t>(i)];
+          }
+          if (best < 0 || e < best) {
+            best = e;
+            ratios[static_cast<size_t>(r * nb + b)] = ratio;
+          }
+        }
+      }
+  });
+  return ratios;
+}
+
 double awq_error(const float* G, int64_t cols, const std::vector<AwqMatrix>& mats,
                  const std::vector<float>& s, ThreadPool& pool) {
   double total = 0;
   for (const AwqMatrix& m : mats) {
     const kernels::QuantKernels& k = kernels::quant_kernels(m.type);
     const size_t rb = row_bytes(m.type, cols);
-    // D = W - Q(W diag(s)) diag(1/s), (rows, cols)
+    const int64_t block = dtype_layout(m.type).block_size;
+    // D = W - Q(clip(W diag(s))) diag(1/s), (rows, cols)
     std::vector<float> D(static_cast<size_t>(m.rows * cols));
     pool.parallel_for(m.rows, [&](int64_t b, int64_t e, int) {
       std::vector<float> row(static_cast<size_t>(cols));
@@ -25,6 +94,7 @@ double awq_error(const float* G, int64_t cols, const std::vector<AwqMatrix>& mat
         const float* w = m.W + r * cols;
         for (int64_t j = 0; j < cols; ++j)
           row[static_cast<size_t>(j)] = w[j] * s[static_cast<size_t>(j)];
+        if (m.clip) clip_row(row.data(), cols, block, m.clip->data() + r * (cols / block));
         k.from_float(row.data(), q.data(), cols);
         k.to_float(q.data(), row.data(), cols);
         float* d = D.data() + r * cols;
@@ -77,22 +147,27 @@ void AwqProcessor::process(const CalibSite& site, const float* X, int64_t n, flo
                            CalibModel& m) {
   using train::Mat;
   int kind = -1;
-  std::vector<Mat> group;
-  switch (site.mat) {
-    case Mat::Q:
-      kind = 0, group = {Mat::Q, Mat::K, Mat::V};
-      break;
-    case Mat::O:
-      if (m.shape.heads == m.shape.kv_heads) kind = 1, group = {Mat::O};
-      break;
-    case Mat::Gate:
-      kind = 2, group = {Mat::Gate, Mat::Up};
-      break;
-    case Mat::Down:
-      kind = 3, group = {Mat::Down};
-      break;
-    default:
-      break;
+  std::vector<std::string> group;  // tensors sharing this input
+  auto t = [&](Mat g) { return site_tensor_name(site.layer, g); };
+  if (site.output) {
+    kind = 4, group = {site.tensor};
+  } else {
+    switch (site.mat) {
+      case Mat::Q:
+        kind = 0, group = {t(Mat::Q), t(Mat::K), t(Mat::V)};
+        break;
+      case Mat::O:
+        kind = 1, group = {t(Mat::O)};
+        break;
+      case Mat::Gate:
+        kind = 2, group = {t(Mat::Gate), t(Mat::Up)};
+        break;
+      case Mat::Down:
+        kind = 3, group = {t(Mat::Down)};
+        break;
+      default:
+        break;
+    }
   }
   if (kind < 0) return;
   const int64_t cols = site.cols;
@@ -113,19 +188,53 @@ void AwqProcessor::process(const CalibSite& site, const float* X, int64_t n, flo
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t j = 0; j < i; ++j) G[i * cols + j] = G[j * cols + i];
   std::vector<AwqMatrix> mats;
-  for (Mat g : group) {
-    const std::string name = site_tensor_name(site.layer, g);
-    mats.push_back({m.mat(site.layer, g), m.layout.at(name).rows, type_of_(name)});
+  for (const std::string& name : group)
+    mats.push_back({m.tensor(name), m.layout.at(name).rows, type_of_(name)});
+  for (const AwqMatrix& a : mats)
+    if (!dtype_layout(a.type).quantized) return;  // a float type (--keep-output-f16): no rounding
+  // o under grouped-query attention (one v row feeds several o columns) and a tied output (also
+  // the embedding table) are not scaled, only clipped.
+  const bool scalable =
+      (kind != 1 || m.shape.heads == m.shape.kv_heads) && (kind != 4 || !m.shape.tied);
+  AwqResult r;
+  if (scalable) {
+    r = awq_search(G.data(), act.data(), cols, mats, grid_, pool_);
+  } else {
+    r.s.assign(static_cast<size_t>(cols), 1.0f);
+    r.err_rtn = r.err_best = awq_error(G.data(), cols, mats, r.s, pool_);
   }
-  AwqResult r = awq_search(G.data(), act.data(), cols, mats, grid_, pool_);
+  // Clipping, searched on the scaled weights W diag(s) with the Gram matrix of X diag(1/s).
+  std::vector<float> Gs(G.size());
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      Gs[static_cast<size_t>(i * cols + j)] =
+          G[static_cast<size_t>(i * cols + j)] /
+          (r.s[static_cast<size_t>(i)] * r.s[static_cast<size_t>(j)]);
+  std::vector<std::vector<float>> clips(mats.size());
+  for (size_t k = 0; clip_ && k < mats.size(); ++k) {
+    std::vector<float> Ws(mats[k].W, mats[k].W + mats[k].rows * cols);
+    for (int64_t i = 0; i < mats[k].rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        Ws[static_cast<size_t>(i * cols + j)] *= r.s[static_cast<size_t>(j)];
+    clips[k] = awq_clip_search(Ws.data(), mats[k].rows, cols, mats[k].type, Gs.data(), 20, pool_);
+    mats[k].clip = &clips[k];
+  }
+  const double err_clip = clip_ ? awq_error(G.data(), cols, mats, r.s, pool_) : r.err_best;
+  const bool clipped = err_clip < r.err_best;
   static const char* kNames[] = {"qkv", "o", "gate_up", "down"};
-  log_.push_back({str_cat("blk.", site.layer, ".", kNames[kind]), r.alpha, r.err_rtn, r.err_best});
-  if (r.alpha > 0) folds_.push_back({site.layer, kind, std::move(r.s)});
+  log_.push_back({kind == 4 ? site.tensor : str_cat("blk.", site.layer, ".", kNames[kind]), r.alpha,
+                  r.err_rtn, r.err_best, clipped ? err_clip : r.err_best, clipped});
+  Fold f{site.layer, kind, {}, {}};
+  if (r.alpha > 0) f.s = std::move(r.s);
+  if (clipped)
+    for (size_t k = 0; k < mats.size(); ++k) f.clips.emplace_back(group[k], std::move(clips[k]));
+  if (!f.s.empty() || !f.clips.empty()) folds_.push_back(std::move(f));
 }
 
 void AwqProcessor::apply(CalibModel& m) const {
   using train::Mat;
   for (const Fold& f : folds_) {
+    if (f.s.empty()) continue;
     const int64_t cols = static_cast<int64_t>(f.s.size());
     auto scale_cols = [&](Mat g) {
       float* W = m.mat(f.layer, g);
@@ -159,8 +268,24 @@ void AwqProcessor::apply(CalibModel& m) const {
         unscale_rows(Mat::Up);
         scale_cols(Mat::Down);
         break;
+      case 4: {
+        unscale_norm(m.output_norm());
+        const train::ParamInfo& info = m.layout.params()[m.layout.output()];
+        float* W = m.params.data() + info.offset;
+        for (int64_t r = 0; r < info.rows; ++r)
+          for (int64_t j = 0; j < cols; ++j) W[r * cols + j] *= f.s[static_cast<size_t>(j)];
+        break;
+      }
     }
   }
+  // Clipping last, on the scaled weights. Its ratios are relative to each block's maximum, so the
+  // row scalings of v and up by later folds (uniform along a row) do not change what they mean.
+  for (const Fold& f : folds_)
+    for (const auto& [name, ratios] : f.clips) {
+      const train::ParamInfo& info = m.layout.at(name);
+      awq_apply_clip(m.tensor(name), info.rows, info.cols, dtype_layout(type_of_(name)).block_size,
+                     ratios);
+    }
 }
 
 }  // namespace brisk::quant

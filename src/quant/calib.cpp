@@ -45,6 +45,14 @@ float* CalibModel::ffn_norm(int64_t layer) {
   return params.data() + layout.params()[layout.layer(layer).ffn_norm].offset;
 }
 
+float* CalibModel::output_norm() {
+  return params.data() + layout.params()[layout.output_norm()].offset;
+}
+
+float* CalibModel::tensor(const std::string& name) {
+  return params.data() + layout.at(name).offset;
+}
+
 std::string site_tensor_name(int64_t layer, train::Mat m) {
   return str_cat("blk.", layer, ".", train::mat_tensor_name(m), ".weight");
 }
@@ -92,7 +100,7 @@ class Hook final : public train::LinearHook<float> {
     const train::ParamInfo& info = m_.layout.at(s.tensor);
     s.rows = info.rows;
     s.cols = info.cols;
-    if (progress_) progress_(site_++, m_.shape.layers * train::kNumMats, s.tensor);
+    if (progress_) progress_(site_++, m_.shape.layers * train::kNumMats + 1, s.tensor);
     float* W = m_.mat(layer, mat);
     p_.process(s, x, N, W, m_);
     // y (N, rows) = x (N, cols) W^T
@@ -100,6 +108,16 @@ class Hook final : public train::LinearHook<float> {
                 static_cast<int>(s.rows), static_cast<int>(s.cols), 1.0f, x,
                 static_cast<int>(s.cols), W, static_cast<int>(s.cols), 0.0f, y,
                 static_cast<int>(s.rows));
+  }
+  void before_output(const float* x, int64_t N) override {
+    const train::ParamInfo& info = m_.layout.params()[m_.layout.output()];
+    CalibSite s;
+    s.output = true;
+    s.tensor = info.name;  // "token_embd.weight" when tied
+    s.rows = info.rows;
+    s.cols = info.cols;
+    if (progress_) progress_(site_++, m_.shape.layers * train::kNumMats + 1, s.tensor);
+    p_.process(s, x, N, m_.params.data() + info.offset, m_);
   }
   void backward(int64_t, train::Mat, const float*, const float*, float*, int64_t, bool) override {
     fail("calibration: no backward pass");

@@ -3,12 +3,13 @@
 // weights (imatrix statistics, GPTQ, AWQ scale search, Wanda / SparseGPT pruning).
 //
 // The pass is the trainer's forward (train::LlamaTrainer<float>) with a LinearHook: for each of the
-// 7 matrices of each layer, in forward order (q, k, v, o, gate, up, down; layer 0 first), the
-// processor sees X (n, in), the inputs of all n calibration tokens, and may overwrite W
-// (out, in). The hook then computes the layer's output with the weights as they are after the
-// processor, so later layers are calibrated on the outputs of the already-compressed earlier ones
-// (the sequential scheme of GPTQ and SparseGPT). The whole calibration set goes through as one
-// batch: memory is ~ n x (ffn + vocab) floats (8192 tokens of the default model: ~0.3 GB).
+// 7 matrices of each layer, in forward order (q, k, v, o, gate, up, down; layer 0 first), and then
+// the output projection, the processor sees X (n, in), the inputs of all n calibration tokens,
+// and may overwrite W (out, in). The hook then computes the layer's output with the weights as they
+// are after the processor, so later layers are calibrated on the outputs of the already-compressed
+// earlier ones (the sequential scheme of GPTQ and SparseGPT). The whole calibration set goes
+// through as one batch: memory is ~ n x (ffn + vocab) floats (8192 tokens of the default model:
+// ~0.3 GB).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,6 +28,10 @@ struct CalibSite {
   train::Mat mat = train::Mat::Q;
   std::string tensor;  // GGUF name, e.g. "blk.3.attn_q.weight"
   int64_t rows = 0, cols = 0;
+  // The output projection (after the layers; `layer` and `mat` unused). Its tensor is
+  // "output.weight", or "token_embd.weight" when the embeddings are tied: rewriting it then also
+  // changes the input embeddings, which the pass has already read.
+  bool output = false;
 };
 
 // Access to the whole model during the pass (AWQ scales groups of matrices and folds into norms).
@@ -37,6 +42,8 @@ struct CalibModel {
   float* mat(int64_t layer, train::Mat m);
   float* attn_norm(int64_t layer);
   float* ffn_norm(int64_t layer);
+  float* output_norm();
+  float* tensor(const std::string& name);  // any parameter of the layout by GGUF name
 };
 
 class CalibProcessor {

@@ -33,6 +33,7 @@ class GptqProcessor final : public CalibProcessor {
   std::map<std::string, Out> out_;
 };
 
+// Prunes the 7 matrices of every layer; the output projection is left dense, as in the papers.
 class PruneProcessor final : public CalibProcessor {
  public:
   PruneProcessor(PruneOptions o, ThreadPool& pool) : o_(o), pool_(pool) {}

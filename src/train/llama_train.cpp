@@ -369,6 +369,7 @@ StepResult LlamaTrainer<T>::step(const Batch& b, const T* params, T* grads, cons
   const ParamInfo& pon = layout_.params()[layout_.output_norm()];
   const ParamInfo& pout = layout_.params()[layout_.output()];
   rmsnorm_fwd(xl, params + pon.offset, w.h.data(), w.r.data(), N, D, s.norm_eps, *pool_);
+  if (hook_) hook_->before_output(w.h.data(), N);
   rf.put(w.r.data(), static_cast<size_t>(N), Precision::F32);
   w.logits.resize(static_cast<size_t>(N * V));
   matmul_fwd(w.h.data(), params + pout.offset, w.logits.data(), N, D, V);

@@ -53,6 +53,9 @@ class LinearHook {
                         bool accumulate_dx) = 0;
   // Called before each micro-batch's forward + backward (keys LoRA dropout masks).
   virtual void set_step(uint64_t step, uint64_t micro) {}
+  // Sees the final normalised hidden states x (N, D) just before the output projection reads the
+  // output matrix (the calibration pass of quant/calib.h may rewrite that matrix here).
+  virtual void before_output(const T* x, int64_t N) {}
 };
 
 struct StepOptions {

@@ -61,7 +61,10 @@ TEST(Calibration, VisitsEveryMatrixInOrderAndKeepsTheLoss) {
   EXPECT_EQ(b.n_tokens(), 150);
   Recorder r;
   const double loss = run_calibration(s, p, b, r, 2);
-  ASSERT_EQ(r.sites.size(), static_cast<size_t>(s.layers * train::kNumMats));
+  ASSERT_EQ(r.sites.size(), static_cast<size_t>(s.layers * train::kNumMats + 1));
+  EXPECT_TRUE(r.sites.back().output);
+  EXPECT_EQ(r.sites.back().tensor, "token_embd.weight");  // tied embeddings
+  EXPECT_EQ(r.sites.back().rows, s.vocab);
   EXPECT_EQ(r.sites[0].tensor, "blk.0.attn_q.weight");
   EXPECT_EQ(r.sites[6].tensor, "blk.0.ffn_down.weight");
   EXPECT_EQ(r.sites[6].cols, s.ffn);
@@ -88,7 +91,7 @@ TEST(Imatrix, MeanSquaresRoundTripAndBadFiles) {
   ImatrixCollector col;
   run_calibration(s, p, b, col, 1);
   Imatrix im = col.take("random ids");
-  EXPECT_EQ(im.values.size(), static_cast<size_t>(s.layers * train::kNumMats));
+  EXPECT_EQ(im.values.size(), static_cast<size_t>(s.layers * train::kNumMats + 1));
   EXPECT_EQ(im.tokens, 128u);
   for (size_t i = 0; i < r.sites.size(); ++i) {
     const std::vector<float>* v = im.find(r.sites[i].tensor);
@@ -147,10 +150,59 @@ TEST(Awq, SearchNeverWorseThanRtnAndHelpsOutlierChannels) {
   }
 }
 
+// Clipping (AWQ's second step) on heavy-tailed weights: some blocks are clipped, the ratios stay in
+// [0.5, 1], and the output error falls.
+TEST(Awq, ClippingLowersTheErrorOfHeavyTailedWeights) {
+  const int64_t cols = 256, rows = 64, n = 512;
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd;
+  std::exponential_distribution<float> ed;
+  std::vector<float> X(static_cast<size_t>(n * cols)), W(static_cast<size_t>(rows * cols));
+  for (auto& x : X) x = nd(g);
+  for (auto& w : W) w = (g() & 1 ? 1.0f : -1.0f) * ed(g) * ed(g) * 0.01f;  // heavy tails
+  std::vector<float> G(static_cast<size_t>(cols * cols), 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        G[static_cast<size_t>(i * cols + j)] +=
+            X[static_cast<size_t>(t * cols + i)] * X[static_cast<size_t>(t * cols + j)];
+  ThreadPool pool(2);
+  const std::vector<float> ones(static_cast<size_t>(cols), 1.0f);
+  for (DType t : {DType::Q4_0, DType::Q4_K}) {
+    const std::vector<float> ratios = awq_clip_search(W.data(), rows, cols, t, G.data(), 10, pool);
+    const int64_t B = dtype_layout(t).block_size;
+    ASSERT_EQ(ratios.size(), static_cast<size_t>(rows * cols / B));
+    int clipped = 0;
+    for (float r : ratios) {
+      EXPECT_GE(r, 0.5f);
+      EXPECT_LE(r, 1.0f);
+      clipped += r < 1.0f;
+    }
+    EXPECT_GT(clipped, 0) << dtype_name(t);
+    const double plain = awq_error(G.data(), cols, {{W.data(), rows, t}}, ones, pool);
+    const double clip = awq_error(G.data(), cols, {{W.data(), rows, t, &ratios}}, ones, pool);
+    EXPECT_LT(clip, plain) << dtype_name(t);
+    std::printf("clip %s: %d of %zu blocks clipped, error / rtn = %.3f\n", dtype_name(t), clipped,
+                ratios.size(), clip / plain);
+    // Applying the ratios only clamps: |w| never grows, and some weights shrink.
+    std::vector<float> Wc = W;
+    awq_apply_clip(Wc.data(), rows, cols, B, ratios);
+    int shrunk = 0;
+    for (size_t i = 0; i < W.size(); ++i) {
+      EXPECT_LE(std::fabs(Wc[i]), std::fabs(W[i]));
+      shrunk += std::fabs(Wc[i]) < std::fabs(W[i]);
+    }
+    EXPECT_GT(shrunk, 0);
+  }
+}
+
 // Folding the scales into the norms and previous layers leaves the float model's function intact.
 TEST(Awq, FoldingPreservesTheFloatModel) {
-  for (int64_t kv : {4, 2}) {  // with and without grouped-query sharing (o is folded only without)
-    const train::ModelShape s = shape(kv);
+  // Without grouped-query sharing and untied (o and the output are scaled too), and with GQA and
+  // tied embeddings (neither is).
+  for (int64_t kv : {4, 2}) {
+    train::ModelShape s = shape(kv);
+    s.tied = kv == 2;
     const train::ParamLayout lay = train::ParamLayout::llama(s);
     std::vector<float> p = train::init_params(lay, s, 11);
     const train::Batch b = calib_batch(tokens(128, 3), 64, 1000);
@@ -158,9 +210,18 @@ TEST(Awq, FoldingPreservesTheFloatModel) {
     std::vector<float> before, after;
     tr.logits(b, p.data(), before);
     ThreadPool pool(2);
-    AwqProcessor awq([](const std::string&) { return DType::Q4_0; }, 10, 4096, pool);
+    AwqProcessor awq([](const std::string&) { return DType::Q4_0; }, 10, 4096, pool,
+                     /*clip=*/false);
     run_calibration(s, p, b, awq, 2);
-    EXPECT_EQ(awq.log().size(), static_cast<size_t>(s.layers * (kv == 4 ? 4 : 3)));
+    EXPECT_EQ(awq.log().size(), static_cast<size_t>(s.layers * 4 + 1));
+    for (const auto& g : awq.log()) {
+      EXPECT_LE(g.err_best, g.err_rtn) << g.group;
+      const bool unscalable =
+          g.group.find(".o") != std::string::npos || g.group == "token_embd.weight";
+      if (kv == 2 && unscalable) {
+        EXPECT_EQ(g.alpha, 0.0) << g.group;
+      }
+    }
     const std::vector<float> orig = p;
     CalibModel cm{s, lay, p};
     awq.apply(cm);
@@ -192,7 +253,9 @@ TEST(CalibrationMethods, GptqBlocksMatchTheWeightsAndPruningCountsZeros) {
       },
       GptqOptions{}, pool);
   run_calibration(s, p, b, gp, 2);
-  ASSERT_EQ(gp.results().size(), static_cast<size_t>(s.layers * train::kNumMats));
+  // Every layer matrix and the (tied) output projection.
+  ASSERT_EQ(gp.results().size(), static_cast<size_t>(s.layers * train::kNumMats + 1));
+  EXPECT_EQ(gp.results().count("token_embd.weight"), 1u);
   for (const auto& [name, r] : gp.results()) {
     const train::ParamInfo& info = lay.at(name);
     EXPECT_EQ(r.type, name.find("ffn_down") != std::string::npos ? DType::Q6_K : DType::Q4_0);
