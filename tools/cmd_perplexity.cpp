@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "calib_common.h"
 #include "cli.h"
 #include "core/error.h"
 #include "eval/kl.h"
@@ -80,14 +81,12 @@ void add_perplexity_command(CLI::App& app) {
     const eval::PerplexityResult r = eval::perplexity(
         *l.model, toks, ctx, stride, pool,
         [](int64_t done, int64_t total) {
-          std::fprintf(stderr, "\rperplexity: window %lld / %lld", static_cast<long long>(done),
-                       static_cast<long long>(total));
+          progress_line("perplexity", done - 1, total, "windows");
         },
         [&](int64_t i, const float* z, int32_t target) {
           if (save) save->add(z);
           if (kl) kl->add(base->row(static_cast<uint64_t>(i)), z, target);
         });
-    std::fprintf(stderr, "\n");
     if (save) {
       save->commit();
       std::fprintf(stderr, "perplexity: wrote %s (%llu positions x %lld log-probabilities)\n",
