@@ -22,7 +22,7 @@ for cmd in imatrix quantize prune; do
 done
 expect 0 "imatrix" -- "$BRISK" imatrix -m "$MODEL" -f "$TMP/calib.txt" -o "$TMP/im.gguf" \
   --calib-tokens 1024 -t 2
-grep -q "42 matrices over 1024 tokens" "$TMP/err" || bad "imatrix summary: $(tail -2 "$TMP/err")"
+grep -q "43 matrices over 1024 tokens" "$TMP/err" || bad "imatrix summary: $(tail -2 "$TMP/err")"
 
 expect 0 "save base logits" -- "$BRISK" perplexity -m "$MODEL" -f "$TMP/eval.txt" --ctx 128 \
   --save-logits "$TMP/base.bin" --json
