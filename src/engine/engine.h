@@ -31,27 +31,27 @@ class Tokenizer;
 namespace brisk::engine {
 
 struct EngineConfig {
-  int threads = 0;                   // 0: all cores
-  int32_t max_num_seqs = 16;         // sequences decoded together (n > 1 choices count each)
-  int64_t max_batch_tokens = 512;    // tokens per forward pass (decodes + prompt chunks)
-  int64_t max_waiting = 256;         // queued requests beyond this are refused (HTTP 429)
-  int64_t max_model_len = 0;         // prompt + max_tokens limit; 0: the model's context length
-  int64_t kv_memory_mib = 0;         // KV cache size; 0: enough for max_num_seqs full contexts,
-                                     // capped at 1/4 of physical memory
-  std::string kv_type = "f16";       // "f16" (default), "q8_0" or "f32"
-  int32_t block_size = 16;           // tokens per KV block
+  int threads = 0;                 // 0: all cores
+  int32_t max_num_seqs = 16;       // sequences decoded together (n > 1 choices count each)
+  int64_t max_batch_tokens = 512;  // tokens per forward pass (decodes + prompt chunks)
+  int64_t max_waiting = 256;       // queued requests beyond this are refused (HTTP 429)
+  int64_t max_model_len = 0;       // prompt + max_tokens limit; 0: the model's context length
+  int64_t kv_memory_mib = 0;       // KV cache size; 0: enough for max_num_seqs full contexts,
+                                   // capped at 1/4 of physical memory
+  std::string kv_type = "f16";     // "f16" (default), "q8_0" or "f32"
+  int32_t block_size = 16;         // tokens per KV block
   bool prefix_caching = true;
-  void validate() const;             // throws brisk::Error naming the field
+  void validate() const;  // throws brisk::Error naming the field
 };
 
 struct CompletionRequest {
-  std::vector<int32_t> prompt;       // token ids (already templated for chat)
+  std::vector<int32_t> prompt;  // token ids (already templated for chat)
   SamplingParams sampling;
   int32_t max_tokens = 16;
-  std::vector<std::string> stop;     // stop strings (up to 4 in the OpenAI API)
-  int32_t n = 1;                     // choices; they share the prompt's KV blocks (copy-on-write)
-  int32_t priority = 0;              // lower runs first; equal priorities are FCFS
-  int32_t logprobs = -1;             // -1: none; k >= 0: the chosen token's logprob + top k
+  std::vector<std::string> stop;  // stop strings (up to 4 in the OpenAI API)
+  int32_t n = 1;                  // choices; they share the prompt's KV blocks (copy-on-write)
+  int32_t priority = 0;           // lower runs first; equal priorities are FCFS
+  int32_t logprobs = -1;          // -1: none; k >= 0: the chosen token's logprob + top k
   bool ignore_eos = false;
 };
 
@@ -71,10 +71,10 @@ struct LogprobEntry {
 // One event for one choice: newly generated text (may be empty while a stop string or a UTF-8
 // character is held back), and, on the last event of the choice, its finish reason.
 struct Event {
-  int32_t index = 0;                 // choice index in [0, n)
+  int32_t index = 0;  // choice index in [0, n)
   std::string text;
-  std::vector<int32_t> tokens;       // ids generated since the previous event
-  std::vector<LogprobEntry> logprobs;  // one per token when logprobs were asked for
+  std::vector<int32_t> tokens;               // ids generated since the previous event
+  std::vector<LogprobEntry> logprobs;        // one per token when logprobs were asked for
   std::optional<std::string> finish_reason;  // "stop", "length" or "abort" (cancelled / shut down)
   // Set on the request's very last event (after every choice finished).
   bool done = false;

@@ -88,7 +88,7 @@ class AwqProcessor final : public CalibProcessor {
     int64_t layer;
     int kind;  // 0 qkv <- attn_norm, 1 o <- v rows, 2 gate/up <- ffn_norm, 3 down <- up rows,
                // 4 output <- output_norm
-    std::vector<float> s;  // empty: no scaling
+    std::vector<float> s;                                           // empty: no scaling
     std::vector<std::pair<std::string, std::vector<float>>> clips;  // per tensor, may be empty
   };
   std::function<DType(const std::string&)> type_of_;

@@ -300,8 +300,8 @@ TEST(QuantWeighted, ImportanceShiftsErrorTowardsImportantElements) {
   const std::vector<float> x = gaussian(n, 21);
   std::vector<float> imp(static_cast<size_t>(n), 1.0f);
   for (int64_t i = 0; i < n; i += 4) imp[static_cast<size_t>(i)] = 100.0f;
-  for (DType t :
-       {DType::Q4_0, DType::Q5_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                  DType::Q6_K}) {
     std::vector<uint8_t> plain = quantize(t, x), weighted(plain.size());
     quantize_row_weighted(t, x.data(), weighted.data(), n, imp.data());
     auto weighted_err = [&](const std::vector<uint8_t>& q) {
