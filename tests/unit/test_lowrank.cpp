@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/synth_model.h"
 #include "common/testdata.h"
 #include "core/error.h"
 #include "io/gguf/gguf.h"
@@ -19,6 +20,10 @@
 #include "quant/lowrank.h"
 
 using namespace brisk;
+using test::all_logits;
+using test::max_rel_diff;
+using test::prompt;
+using test::synth_file;
 
 namespace {
 
@@ -195,45 +200,6 @@ TEST(LowRankSvd, BadArgumentsAreErrors) {
 // ---- factorised models ----------------------------------------------------------------------
 
 namespace {
-
-io::ModelFile synth_file(DType type, const std::string& arch = "llama") {
-  ThreadPool pool(2);
-  model::SynthConfig c;
-  c.arch = arch;
-  c.dim = 64;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 128;
-  c.context = 256;
-  c.type = type;
-  return model::synth_model(c, pool);
-}
-
-std::vector<int32_t> prompt(int64_t n, int64_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
-
-std::vector<float> all_logits(const model::Model& m, const std::vector<int32_t>& tokens,
-                              ThreadPool& pool) {
-  model::InferenceState st(m.hparams(), static_cast<int64_t>(tokens.size()));
-  std::vector<float> logits;
-  m.forward(tokens, st, logits, true, pool);
-  return logits;
-}
-
-double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-  }
-  return err / scale;
-}
 
 io::ModelFile factorised(const io::ModelFile& base, quant::LowRankOptions o,
                          quant::LowRankReport* rep = nullptr) {
