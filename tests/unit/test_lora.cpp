@@ -343,31 +343,7 @@ TEST(LoraForward, BatchEqualsForward) {
     SCOPED_TRACE(dtype_name(type));
     auto m = model::Model::load(synth_file(type));
     m->add_lora(random_adapter(m->file(), 4, 31), 0.8f);
-    const std::vector<std::vector<int32_t>> seqs = {prompt(13, 256, 1), prompt(6, 256, 2)};
-    model::PagedKvCache kv(m->hparams(), 8, 16, DType::F32);
-    const std::vector<std::vector<int32_t>> tables = {{3, 0}, {5}};
-    // Step 1: both prompts at once; then sequence 0 decodes its last token alone.
-    std::vector<int32_t> batch(seqs[0].begin(), seqs[0].end() - 1);
-    batch.insert(batch.end(), seqs[1].begin(), seqs[1].end());
-    const int64_t n0 = static_cast<int64_t>(seqs[0].size()) - 1;
-    const model::BatchSeq bs[2] = {{0, n0, 0, tables[0], true},
-                                   {n0, static_cast<int64_t>(seqs[1].size()), 0, tables[1], true}};
-    model::InferenceState st(m->hparams(), 0);
-    std::vector<float> got;
-    m->forward_batch(batch, bs, kv, st, got, pool);
-    const int64_t V = m->n_vocab();
-    const model::BatchSeq last{0, 1, n0, tables[0], true};
-    std::vector<float> got_last;
-    m->forward_batch(std::span(&seqs[0].back(), 1), std::span(&last, 1), kv, st, got_last, pool);
-
-    const std::vector<float> w0 = all_logits(*m, seqs[0], pool);
-    const std::vector<float> w1 = all_logits(*m, seqs[1], pool);
-    auto row = [&](const std::vector<float>& l, int64_t r) {
-      return std::vector<float>(l.begin() + r * V, l.begin() + (r + 1) * V);
-    };
-    EXPECT_LT(max_rel_diff(row(got, 0), row(w0, n0 - 1)), 1e-5);
-    EXPECT_LT(max_rel_diff(row(got, 1), row(w1, static_cast<int64_t>(seqs[1].size()) - 1)), 1e-5);
-    EXPECT_LT(max_rel_diff(got_last, row(w0, n0)), 1e-5);
+    test::expect_batch_equals_forward(*m, pool);
   }
 }
 
