@@ -95,7 +95,7 @@ struct LlamaTrainer<T>::Impl {
     }
   };
   std::vector<LayerActs> acts;  // per layer (checkpointing: only x_in is filled)
-  LayerActs recompute;          // checkpointing: the layer being backpropagated
+  LayerActs recompute;          // checkpointing: the layer being backpropagated; loss only: all
   // Work buffers (f32/T), reused across layers and steps.
   std::vector<T> x, h, q, k, v, o, lse, r, g, u, a, logits, dx, dh, dq, dk, dv, dO, da, dg, du,
       kd_grad;
@@ -347,7 +347,12 @@ StepResult LlamaTrainer<T>::step(const Batch& b, const T* params, T* grads, cons
   w.acts.resize(static_cast<size_t>(s.layers));
   for (int64_t l = 0; l < s.layers; ++l) {
     auto& sv = w.acts[static_cast<size_t>(l)];
-    if (o.checkpointing && o.grad) {
+    if (!o.grad) {
+      // Loss only (validation, calibration): no backward will read the activations, so every
+      // layer reuses one scratch set and memory does not grow with the depth.
+      sv = {};
+      layer_forward(c, l, w, w.recompute, o.precision);
+    } else if (o.checkpointing) {
       sv = {};
       typename Impl::LayerActs& tmp = w.recompute;
       layer_forward(c, l, w, tmp, o.precision);
@@ -358,7 +363,7 @@ StepResult LlamaTrainer<T>::step(const Batch& b, const T* params, T* grads, cons
   }
   size_t bytes = 0;
   for (const auto& a : w.acts) bytes += a.bytes();
-  if (o.checkpointing) bytes += w.recompute.bytes();
+  if (o.checkpointing || !o.grad) bytes += w.recompute.bytes();
 
   // Final norm and logits (N, V).
   Saved<T> x_last, rf;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end checks of the compression commands on the default model: imatrix, quantize (rtn,
-# imatrix, gptq, awq, a mixed recipe), prune (magnitude, wanda, sparsegpt, 2:4), and perplexity
-# --save-logits / --kl-base; every output file runs; bad usage and bad input exit 2 with one
-# "error:" line and leave no output file.
+# End-to-end checks of the compression commands on the default model: imatrix, quantize (rtn
+# with a mixed recipe, imatrix, gptq, awq), prune (magnitude, wanda 2:4, sparsegpt), and
+# perplexity --save-logits / --kl-base on every output; bad usage and bad input exit 2 with one
+# "error:" line and leave no output file. (Kept small: the suite also runs it under ASan.)
 # usage: compress.sh BRISK [TESTDATA TESTS_DATA_DIR]
 set -u
 BRISK=$1
@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib/harness.sh"
 
 # Calibration and evaluation text from files in the repository (no network, no packages).
 cat "$ROOT"/README.md "$ROOT"/docs/ARCHITECTURE.md | head -c 30000 > "$TMP/calib.txt"
-head -c 12000 "$ROOT"/docs/PERFORMANCE.md > "$TMP/eval.txt"
+head -c 6000 "$ROOT"/docs/PERFORMANCE.md > "$TMP/eval.txt"
 C=(--calib "$TMP/calib.txt" --calib-tokens 1024 -t 2)
 
 for cmd in imatrix quantize prune; do
@@ -30,12 +30,10 @@ base_ppl=$(jq .ppl "$TMP/out")
 
 # name | arguments
 VARIANTS=(
-  "q8_0|quantize $MODEL $TMP/v.gguf --type q8_0"
   "q4_K_m|quantize $MODEL $TMP/v.gguf --type q4_K_m --json"
   "q4_0 imatrix|quantize $MODEL $TMP/v.gguf --type q4_0 --imatrix $TMP/im.gguf"
   "q4_0 gptq|quantize $MODEL $TMP/v.gguf --type q4_0 --method gptq --act-order ${C[*]}"
-  "q4_K awq|quantize $MODEL $TMP/v.gguf --type q4_K --method awq ${C[*]}"
-  "magnitude 50%|prune $MODEL $TMP/v.gguf --method magnitude --sparsity 0.5"
+  "q4_0 awq|quantize $MODEL $TMP/v.gguf --type q4_0 --method awq ${C[*]}"
   "wanda 2:4|prune $MODEL $TMP/v.gguf --method wanda --pattern 2:4 ${C[*]}"
   "sparsegpt 50%|prune $MODEL $TMP/v.gguf --method sparsegpt --sparsity 0.5 --json ${C[*]}"
 )
@@ -50,8 +48,9 @@ for v in "${VARIANTS[@]}"; do
   jq -e --argjson b "$base_ppl" '.kl.mean > 0 and .kl.top1_agree > 0.5 and .kl.top1_agree <= 1
     and ((.kl.base_ppl - $b) | if . < 0 then -. else . end) < 1e-6 * $b' "$TMP/out" > /dev/null ||
     bad "$name: kl in $(head -c 300 "$TMP/out")"
-  expect 0 "$name: run" -- "$BRISK" run -m "$TMP/v.gguf" -p "The" -n 4 --seed 1
 done
+# The last variant also generates (perplexity above already ran every file's forward pass).
+expect 0 "run a pruned file" -- "$BRISK" run -m "$TMP/v.gguf" -p "The" -n 4 --seed 1
 expect 0 "prune --json" -- "$BRISK" prune "$MODEL" "$TMP/s.gguf" --method magnitude \
   --sparsity 0.5 --json
 jq -e '.sparsity == 0.5 and .zeros * 2 == .weights' "$TMP/out" > /dev/null ||
