@@ -8,7 +8,6 @@
 #include "core/profile.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/vec_ops.h"
-#include "quant/lowrank.h"
 
 namespace brisk::model {
 
@@ -59,7 +58,7 @@ struct Loader {
   ops::WeightView layer_matrix(TensorRole role, int layer, int64_t n_in, int64_t n_out,
                                LowRankPair& lr) {
     const std::string name = tensor_name(a, role, layer);
-    const std::string na = name + quant::kLowRankASuffix, nb = name + quant::kLowRankBSuffix;
+    const std::string na = name + kLowRankASuffix, nb = name + kLowRankBSuffix;
     const gguf::TensorInfo* ta = f.find_tensor(na);
     const gguf::TensorInfo* tb = f.find_tensor(nb);
     if (!ta && !tb) return matrix(require(role, layer), n_in, n_out);

@@ -25,7 +25,10 @@ namespace brisk::model {
 
 // A layer matrix W (n_out, n_in) stored factorised by `brisk lowrank` (quant/lowrank.h has the
 // GGUF convention): W ~= B A with A (rank, n_in) in `a` and B (n_out, rank) in `b`; the layer
-// computes y = (x A^T) B^T. rank() == 0: the matrix is dense.
+// computes y = (x A^T) B^T. rank() == 0: the matrix is dense. In the file a factorised `N` is
+// absent and stored as N + kLowRankASuffix (ggml [n_in, r]) and N + kLowRankBSuffix ([r, n_out]).
+inline constexpr const char* kLowRankASuffix = ".lr_a";
+inline constexpr const char* kLowRankBSuffix = ".lr_b";
 struct LowRankPair {
   ops::WeightView a, b;
   int64_t rank() const { return a.data ? a.n_out : 0; }

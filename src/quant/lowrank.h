@@ -26,11 +26,13 @@
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "io/model_file.h"
+#include "model/model.h"
 
 namespace brisk::quant {
 
-inline constexpr const char* kLowRankASuffix = ".lr_a";
-inline constexpr const char* kLowRankBSuffix = ".lr_b";
+// The factor suffixes belong to the model loader, which reads them (model/model.h).
+using model::kLowRankASuffix;
+using model::kLowRankBSuffix;
 inline constexpr const char* kLowRankKey = "brisk.lowrank";
 inline constexpr const char* kLowRankCountKey = "brisk.lowrank.count";
 
