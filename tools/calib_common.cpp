@@ -20,12 +20,22 @@ void add_calib_options(CLI::App* c, CalibArgs& a) {
       ->check(CLI::Range(1, 1024));
 }
 
+train::ImportedModel import_for_compression(const std::string& model_path) {
+  try {
+    return train::import_model(model_path);
+  } catch (const Error& e) {
+    fail(e.what(),
+         "; calibration and pruning run the model through the trainer's forward, which "
+         "supports llama models without biases (plain RTN quantisation works on any model)");
+  }
+}
+
 Calibration prepare_calibration(const std::string& model_path, const CalibArgs& a) {
   Loaded l = load(model_path, false);
   if (!l.tokenizer) fail(model_path, ": the model has no tokenizer to read the calibration text");
   const std::string text = read_file_text(a.calib);
   const std::vector<int32_t> toks = l.tokenizer->encode(text, true, false);
-  Calibration c{train::import_model(model_path), {}, {}};
+  Calibration c{import_for_compression(model_path), {}, {}};
   c.layout = train::ParamLayout::llama(c.model.shape);
   const int64_t ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(c.model.shape.context, 512);
   c.batch = quant::calib_batch(toks, ctx, a.tokens);

@@ -24,6 +24,8 @@ struct Calibration {
   train::Batch batch;
 };
 Calibration prepare_calibration(const std::string& model_path, const CalibArgs& a);
+// train::import_model with the reason the compression commands need it in the error message.
+train::ImportedModel import_for_compression(const std::string& model_path);
 // "\rwhat: [i+1/n] name" on a terminal (a newline after the last), nothing when stderr is a file:
 // the per-tensor progress of the compression commands.
 void progress_line(const char* what, int64_t i, int64_t n, const std::string& name);

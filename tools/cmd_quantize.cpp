@@ -211,7 +211,7 @@ void add_prune_command(CLI::App& app) {
     quant::PruneProcessor p(po, pool);
     if (po.method == quant::PruneMethod::Magnitude) {
       // No activations needed: every layer matrix directly.
-      train::ImportedModel im = train::import_model(a->in);
+      train::ImportedModel im = import_for_compression(a->in);
       const train::ParamLayout lay = train::ParamLayout::llama(im.shape);
       quant::CalibModel cm{im.shape, lay, im.params};
       for (int64_t l = 0; l < im.shape.layers; ++l)
