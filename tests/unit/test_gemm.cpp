@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/random_data.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm.h"
@@ -18,19 +19,13 @@
 #include "ops/ops.h"
 
 using namespace brisk;
+using test::gaussian;
 using namespace brisk::kernels;
 
 namespace {
 
 const DType kPackedTypes[] = {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K,
                               DType::Q5_K, DType::F16,  DType::BF16, DType::F32};
-
-std::vector<float> gaussian(int64_t n, std::mt19937& rng, float scale) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 std::vector<uint8_t> quantize(DType t, const float* x, int64_t rows, int64_t n) {
   const size_t rb = row_bytes(t, n);

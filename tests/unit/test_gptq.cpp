@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "common/random_data.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/quant.h"
@@ -19,20 +20,13 @@
 #include "quant/gptq.h"
 
 using namespace brisk;
+using test::gaussian;
 using namespace brisk::quant;
 
 namespace {
 
 const DType kGridTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-
-std::vector<float> gaussian(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 // Row by row from_float: what `brisk convert` (round to nearest) stores.
 std::vector<uint8_t> rtn(DType t, const std::vector<float>& W, int64_t rows, int64_t cols) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/random_data.h"
 #include "common/testdata.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -19,6 +20,7 @@
 #include "kernels/cpu/quant_blocks.h"
 
 using namespace brisk;
+using test::gaussian;
 using namespace brisk::kernels;
 
 namespace {
@@ -28,14 +30,6 @@ constexpr uint16_t kF16One = 0x3C00, kF16Half = 0x3800, kF16Two = 0x4000, kF16Mi
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1, DType::Q2_K,
                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
-
-std::vector<float> gaussian(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 std::vector<uint8_t> quantize(DType t, const std::vector<float>& x) {
   std::vector<uint8_t> q(row_bytes(t, static_cast<int64_t>(x.size())));

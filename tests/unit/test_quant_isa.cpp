@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/random_data.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -20,6 +21,7 @@
 #include "kernels/cpu/quant_blocks.h"
 
 using namespace brisk;
+using test::gaussian;
 using namespace brisk::kernels;
 
 namespace {
@@ -29,13 +31,6 @@ const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, D
                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
 
 const Isa kVectorIsas[] = {Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Avx512Vnni};
-
-std::vector<float> gaussian(int64_t n, std::mt19937& rng, float scale) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 const QuantKernels& scalar(DType t) {
   return *quant_kernels_for(t, Isa::Scalar);
