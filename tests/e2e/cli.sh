@@ -5,35 +5,9 @@
 set -u
 BRISK=$1
 DATA=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect CODE DESCRIPTION -- CMD...: runs CMD, checks the exit code; for code 2 also checks that
-# stderr has exactly one line starting with "error:" (two when CLI11 adds its usage hint).
-expect() {
-  local want=$1 desc=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    bad "$desc: exit $got, want $want; stderr: $(head -c 300 "$TMP/err")"
-    return
-  fi
-  if [ "$want" = 2 ]; then
-    if ! head -1 "$TMP/err" | grep -q '^error: '; then
-      bad "$desc: stderr does not start with 'error:': $(head -c 300 "$TMP/err")"
-      return
-    fi
-    local lines
-    lines=$(grep -vc '^(run with --help' "$TMP/err")
-    if [ "$lines" != 1 ]; then bad "$desc: $lines error lines: $(cat "$TMP/err")"; return; fi
-  fi
-  ok
-}
+STRICT_STDERR=1
+# shellcheck source=lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 # --help on every subcommand
 expect 0 "help" -- "$BRISK" --help
@@ -143,5 +117,4 @@ wait $SERVE_PID
 rc=$?
 [ "$rc" = 0 ] || bad "serve exited $rc after SIGTERM: $(tail -3 "$TMP/serve.err")"
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish cli.sh

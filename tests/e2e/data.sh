@@ -5,33 +5,8 @@
 # usage: data.sh BRISK [TESTDATA] [TESTS_DATA_DIR]
 set -u
 BRISK=$1
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-expect() {
-  local want=$1 desc=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    bad "$desc: exit $got, want $want; stderr: $(head -c 300 "$TMP/err")"
-    return
-  fi
-  if [ "$want" = 2 ]; then
-    if ! grep -q '^error: ' "$TMP/err"; then
-      bad "$desc: no 'error:' line: $(head -c 300 "$TMP/err")"
-      return
-    fi
-    local lines
-    lines=$(grep -c '^error: ' "$TMP/err")
-    [ "$lines" = 1 ] || { bad "$desc: $lines error lines"; return; }
-  fi
-  ok
-}
+# shellcheck source=lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 for c in "tokenizer" "tokenizer train" "data" "data prepare" "data inspect"; do
   # shellcheck disable=SC2086
@@ -87,5 +62,4 @@ head -c 100 "$TMP/d.train.bin" >"$TMP/cut.bin"
 expect 2 "inspect truncated shard" -- "$BRISK" data inspect "$TMP/cut.bin"
 expect 2 "inspect non-shard" -- "$BRISK" data inspect "$TMP/corpus"
 
-echo "data.sh: $passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish data.sh

@@ -6,35 +6,9 @@
 set -u
 BRISK=$1
 TESTS=$(dirname "$BRISK")/tests/brisk_tests
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect CODE DESCRIPTION -- CMD...: runs CMD, checks the exit code; for code 2 also checks that
-# stderr has exactly one line starting with "error:" (two when CLI11 adds its usage hint).
-expect() {
-  local want=$1 desc=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    bad "$desc: exit $got, want $want; stderr: $(head -c 300 "$TMP/err")"
-    return
-  fi
-  if [ "$want" = 2 ]; then
-    if ! head -1 "$TMP/err" | grep -q '^error: '; then
-      bad "$desc: stderr does not start with 'error:': $(head -c 300 "$TMP/err")"
-      return
-    fi
-    local lines
-    lines=$(grep -vc '^(run with --help' "$TMP/err")
-    if [ "$lines" != 1 ]; then bad "$desc: $lines error lines: $(cat "$TMP/err")"; return; fi
-  fi
-  ok
-}
+STRICT_STDERR=1
+# shellcheck source=lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 # Largest |a - b| over largest |b| of two raw f32 files.
 max_rel_diff() {
@@ -109,5 +83,4 @@ expect 0 "inspect adapter" -- "$BRISK" inspect "$TMP/a.gguf"
 grep -q "^adapter: *lora, alpha 8" "$TMP/out" || bad "inspect does not describe the adapter: $(head -5 "$TMP/out")"
 [ -e "$TMP/x.gguf" ] && bad "a failed merge left an output file"
 
-echo "$passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish lora.sh

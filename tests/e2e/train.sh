@@ -5,29 +5,8 @@
 # usage: train.sh BRISK [TESTDATA] [TESTS_DATA_DIR]
 set -u
 BRISK=$1
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-passes=0
-ok() { passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-expect() {
-  local want=$1 desc=$2
-  shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    bad "$desc: exit $got, want $want; stderr: $(tail -c 400 "$TMP/err")"
-    return
-  fi
-  if [ "$want" = 2 ]; then
-    local lines
-    lines=$(grep -c '^error: ' "$TMP/err")
-    [ "$lines" = 1 ] || { bad "$desc: $lines error lines: $(head -c 300 "$TMP/err")"; return; }
-  fi
-  ok
-}
+# shellcheck source=lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 for c in "train" "distill" "bench-train"; do
   # shellcheck disable=SC2086
@@ -113,5 +92,4 @@ head -c 1000 "$TMP/run/checkpoint.bin" >"$TMP/run/ck.bin" && mv "$TMP/run/ck.bin
 expect 2 "truncated checkpoint" -- "$BRISK" train --config "$TMP/pre.conf" --resume
 expect 2 "bench-train bad preset" -- "$BRISK" bench-train --preset huge
 
-echo "train.sh: $passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish train.sh
