@@ -38,11 +38,11 @@ void add_convert_command(CLI::App& app) {
       auto t = dtype_from_name(a->type);
       if (!t || !dtype_layout(*t).storage) fail("unknown --type '", a->type, "'");
       ThreadPool pool(a->threads > 0 ? a->threads : default_threads());
-      quant::RequantizeReport rep =
+      quant::QuantizeReport rep =
           quant::requantize(m, *t, pool, [](size_t i, size_t n, const std::string& name) {
             std::fprintf(stderr, "\rconvert: [%zu/%zu] %-40s", i + 1, n, name.c_str());
           });
-      std::fprintf(stderr, "\nconvert: %d tensors re-stored as %s\n", rep.n_converted,
+      std::fprintf(stderr, "\nconvert: %d tensors re-stored as %s\n", rep.n_quantized,
                    dtype_name(*t));
       if (rep.n_fallback) std::fprintf(stderr, "convert: fallbacks: %s\n", rep.fallbacks.c_str());
       m.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(*t)));

@@ -79,13 +79,14 @@ QuantizeReport quantize_model(
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const gguf::TensorInfo t = m.tensors[i];
     if (progress) progress(i, m.tensors.size(), t.name);
-    if (t.shape.size() != 2 || done.count(t.name)) continue;
+    if (t.shape.size() != 2) continue;
     const DType want = wanted_type(m, t, o), to = fallback_type(want, t.shape[0]);
     if (to != want) {
       ++rep.n_fallback;
       rep.fallbacks += str_cat(rep.fallbacks.empty() ? "" : "; ", t.name, ": ", dtype_name(want),
                                " -> ", dtype_name(to));
     }
+    if (done.count(t.name)) continue;
     const int64_t cols = t.shape[0], rows = t.shape[1];
     std::vector<float> W(static_cast<size_t>(rows * cols));
     const kernels::QuantKernels& src = kernels::quant_kernels(t.type);

@@ -17,6 +17,7 @@
 #include "io/model_file.h"
 #include "quant/imatrix.h"
 #include "quant/recipe.h"
+#include "quant/requantize.h"
 #include "train/params.h"
 
 namespace brisk::quant {
@@ -25,11 +26,6 @@ struct QuantizeOptions {
   Recipe recipe;
   const Imatrix* imatrix = nullptr;
   bool keep_output_f16 = false;
-};
-
-struct QuantizeReport {
-  int n_quantized = 0, n_imatrix = 0, n_fallback = 0;
-  std::string fallbacks;
 };
 
 int64_t count_layers(const io::ModelFile& m);
@@ -48,7 +44,8 @@ void replace_tensor(io::ModelFile& m, const std::string& name, DType t, std::vec
 void store_params(io::ModelFile& m, const train::ParamLayout& lay,
                   const std::vector<float>& params);
 
-// Quantises every matrix not named in `done` (tensors already in their final form, e.g. GPTQ's).
+// Quantises every matrix not named in `done` (tensors already in their final form, e.g. GPTQ's;
+// their block-size fallbacks are still reported).
 QuantizeReport quantize_model(
     io::ModelFile& m, const QuantizeOptions& o, ThreadPool& pool,
     const std::set<std::string>& done = {},

@@ -1,7 +1,7 @@
 #include "quant/requantize.h"
 
 #include "core/error.h"
-#include "kernels/cpu/quant.h"
+#include "quant/quantize_model.h"
 
 namespace brisk::quant {
 
@@ -30,43 +30,16 @@ DType fallback_type(DType want, int64_t n) {
   return fits(alt) ? alt : DType::F16;
 }
 
-RequantizeReport requantize(
-    io::ModelFile& m, DType type, ThreadPool& pool,
-    const std::function<void(size_t, size_t, const std::string&)>& progress) {
+QuantizeReport requantize(io::ModelFile& m, DType type, ThreadPool& pool,
+                          const std::function<void(size_t, size_t, const std::string&)>& progress) {
   check(dtype_layout(type).storage, "cannot store weights as ", dtype_name(type));
-  RequantizeReport rep;
-  for (size_t i = 0; i < m.tensors.size(); ++i) {
-    gguf::TensorInfo& t = m.tensors[i];
-    if (progress) progress(i, m.tensors.size(), t.name);
-    if (t.shape.size() != 2) continue;  // norms, biases, rope factors stay as they are
-    const int64_t n_in = t.shape[0], n_out = t.shape[1];
-    const DType to = fallback_type(type, n_in);
-    if (to != type) {
-      ++rep.n_fallback;
-      rep.fallbacks += str_cat(rep.fallbacks.empty() ? "" : "; ", t.name, ": ", dtype_name(type),
-                               " -> ", dtype_name(to));
-    }
-    if (to == t.type) continue;
-    const kernels::QuantKernels& src = kernels::quant_kernels(t.type);
-    const kernels::QuantKernels& dst = kernels::quant_kernels(to);
-    const size_t src_rb = row_bytes(t.type, n_in), dst_rb = row_bytes(to, n_in);
-    std::vector<uint8_t> out(dst_rb * static_cast<size_t>(n_out));
-    const uint8_t* in = t.data;
-    pool.parallel_for(n_out, [&](int64_t b, int64_t e, int) {
-      std::vector<float> row(static_cast<size_t>(n_in));
-      for (int64_t r = b; r < e; ++r) {
-        src.to_float(in + static_cast<size_t>(r) * src_rb, row.data(), n_in);
-        dst.from_float(row.data(), out.data() + static_cast<size_t>(r) * dst_rb, n_in);
-      }
-    });
-    auto buf = std::make_shared<std::vector<uint8_t>>(std::move(out));
-    t.type = to;
-    t.data = buf->data();
-    t.nbytes = buf->size();
-    m.owned.push_back(std::move(buf));
-    ++rep.n_converted;
-  }
-  return rep;
+  QuantizeOptions o;
+  o.recipe.name = dtype_name(type);
+  o.recipe.base = type;
+  std::set<std::string> done;  // already in their target type
+  for (const gguf::TensorInfo& t : m.tensors)
+    if (t.shape.size() == 2 && target_type(m, t, o) == t.type) done.insert(t.name);
+  return quantize_model(m, o, pool, done, progress);
 }
 
 }  // namespace brisk::quant

@@ -51,7 +51,7 @@ TEST_P(StorageTypes, KernelsMatchF32OfTheSameWeights) {
   test::TempDir dir;
   io::ModelFile mf = io::load_model_file(test::testdata("models/tiny-llama-f16.gguf"));
   quant::requantize(mf, DType::F32, *pool_);
-  quant::RequantizeReport rep = quant::requantize(mf, t, *pool_);
+  quant::QuantizeReport rep = quant::requantize(mf, t, *pool_);
   EXPECT_EQ(rep.n_fallback, 0);
   io::write_gguf(mf, dir.file("m.gguf"));  // through a file, as a user would get it
   auto m = model::Model::load(io::load_model_file(dir.file("m.gguf")));
