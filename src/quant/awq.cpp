@@ -187,11 +187,7 @@ void AwqProcessor::process(const CalibSite& site, const float* X, int64_t n, flo
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < cols; ++j) act[static_cast<size_t>(j)] += std::fabs(X[i * cols + j]);
   for (float& a : act) a /= static_cast<float>(n);
-  std::vector<float> G(static_cast<size_t>(cols * cols));
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(cols), static_cast<int>(take),
-              1.0f, Xs.data(), static_cast<int>(cols), 0.0f, G.data(), static_cast<int>(cols));
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < i; ++j) G[i * cols + j] = G[j * cols + i];
+  const std::vector<float> G = gram(Xs.data(), take, cols, 1.0f);
   std::vector<AwqMatrix> mats;
   for (const std::string& name : group)
     mats.push_back({m.tensor(name), m.layout.at(name).rows, type_of_(name)});

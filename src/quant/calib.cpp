@@ -75,14 +75,17 @@ train::Batch calib_batch(std::span<const int32_t> tokens, int64_t n_ctx, int64_t
   return b;
 }
 
-std::vector<float> input_hessian(const float* X, int64_t n, int64_t cols) {
+std::vector<float> gram(const float* X, int64_t n, int64_t cols, float scale) {
   std::vector<float> H(static_cast<size_t>(cols * cols));
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(cols), static_cast<int>(n),
-              2.0f / static_cast<float>(n), X, static_cast<int>(cols), 0.0f, H.data(),
-              static_cast<int>(cols));
+              scale, X, static_cast<int>(cols), 0.0f, H.data(), static_cast<int>(cols));
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t j = 0; j < i; ++j) H[i * cols + j] = H[j * cols + i];
   return H;
+}
+
+std::vector<float> input_hessian(const float* X, int64_t n, int64_t cols) {
+  return gram(X, n, cols, 2.0f / static_cast<float>(n));
 }
 
 namespace {
@@ -100,6 +103,11 @@ class Hook final : public train::LinearHook<float> {
     const train::ParamInfo& info = m_.layout.at(s.tensor);
     s.rows = info.rows;
     s.cols = info.cols;
+    // The trainer hands q/k/v (and gate/up) one normalised buffer, untouched between the calls.
+    s.same_input = x == last_x_ && layer == last_layer_ && N == last_n_;
+    last_x_ = x;
+    last_layer_ = layer;
+    last_n_ = N;
     if (progress_) progress_(site_++, m_.shape.layers * train::kNumMats + 1, s.tensor);
     float* W = m_.mat(layer, mat);
     p_.process(s, x, N, W, m_);
@@ -128,6 +136,8 @@ class Hook final : public train::LinearHook<float> {
   CalibProcessor& p_;
   const std::function<void(int64_t, int64_t, const std::string&)>& progress_;
   int64_t site_ = 0;
+  const float* last_x_ = nullptr;
+  int64_t last_layer_ = -1, last_n_ = 0;
 };
 
 }  // namespace

@@ -32,6 +32,9 @@ struct CalibSite {
   // "output.weight", or "token_embd.weight" when the embeddings are tied: rewriting it then also
   // changes the input embeddings, which the pass has already read.
   bool output = false;
+  // X is the very input the previous site of this layer saw (k and v after q; up after gate):
+  // statistics of X computed there can be reused.
+  bool same_input = false;
 };
 
 // Access to the whole model during the pass (AWQ scales groups of matrices and folds into norms).
@@ -64,7 +67,9 @@ double run_calibration(
     CalibProcessor& p, int threads,
     const std::function<void(int64_t, int64_t, const std::string&)>& progress = {});
 
-// H = (2 / n) X^T X, (cols, cols) symmetric, as GPTQ / SparseGPT define it (f32 sums by sgemm).
+// scale * X^T X, (cols, cols), both triangles filled (f32 sums by ssyrk).
+std::vector<float> gram(const float* X, int64_t n, int64_t cols, float scale);
+// H = (2 / n) X^T X, as GPTQ / SparseGPT define it.
 std::vector<float> input_hessian(const float* X, int64_t n, int64_t cols);
 
 // "blk.<layer>.<attn_q|...>.weight"

@@ -15,6 +15,11 @@ const std::vector<float>* Imatrix::find(const std::string& tensor) const {
 }
 
 void ImatrixCollector::process(const CalibSite& s, const float* X, int64_t n, float*, CalibModel&) {
+  if (s.same_input && !last_.empty()) {  // k / v after q, up after gate: the same statistics
+    im_.values[s.tensor] = im_.values[last_];
+    last_ = s.tensor;
+    return;
+  }
   std::vector<double> acc(static_cast<size_t>(s.cols), 0.0);
   for (int64_t t = 0; t < n; ++t) {
     const float* x = X + t * s.cols;
@@ -26,6 +31,7 @@ void ImatrixCollector::process(const CalibSite& s, const float* X, int64_t n, fl
     v[static_cast<size_t>(j)] =
         static_cast<float>(acc[static_cast<size_t>(j)] / static_cast<double>(n));
   n_ = n;
+  last_ = s.tensor;
 }
 
 Imatrix ImatrixCollector::take(std::string dataset) {

@@ -30,6 +30,7 @@ class ImatrixCollector final : public CalibProcessor {
  private:
   Imatrix im_;
   int64_t n_ = 0;
+  std::string last_;  // the previous site's tensor
 };
 
 void write_imatrix(const Imatrix& im, const std::string& path);

@@ -7,16 +7,16 @@ namespace brisk::quant {
 void GptqProcessor::process(const CalibSite& s, const float* X, int64_t n, float* W, CalibModel&) {
   const DType t = type_of_(s.tensor);
   if (!has_block_grid(t)) return;  // kept in a float type (--keep-output-f16): nothing to do
-  const std::vector<float> H = input_hessian(X, n, s.cols);
-  std::vector<uint8_t> bytes = gptq_quantize(W, s.rows, s.cols, H.data(), t, o_, &pool_);
+  if (!s.same_input || H_.empty()) H_ = input_hessian(X, n, s.cols);
+  std::vector<uint8_t> bytes = gptq_quantize(W, s.rows, s.cols, H_.data(), t, o_, &pool_);
   out_[s.tensor] = Out{t, std::move(bytes)};
 }
 
 void PruneProcessor::process(const CalibSite& s, const float* X, int64_t n, float* W, CalibModel&) {
   if (s.output) return;  // the output projection (and tied embeddings) are not pruned
-  std::vector<float> H;
-  if (o_.method != PruneMethod::Magnitude) H = input_hessian(X, n, s.cols);
-  zeros_ += prune_matrix(W, s.rows, s.cols, H.empty() ? nullptr : H.data(), o_, &pool_);
+  if (o_.method != PruneMethod::Magnitude && (!s.same_input || H_.empty()))
+    H_ = input_hessian(X, n, s.cols);
+  zeros_ += prune_matrix(W, s.rows, s.cols, H_.empty() ? nullptr : H_.data(), o_, &pool_);
   total_ += s.rows * s.cols;
 }
 

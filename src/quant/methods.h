@@ -31,6 +31,7 @@ class GptqProcessor final : public CalibProcessor {
   GptqOptions o_;
   ThreadPool& pool_;
   std::map<std::string, Out> out_;
+  std::vector<float> H_;  // of the last site's input (reused by sites with the same input)
 };
 
 // Prunes the 7 matrices of every layer; the output projection is left dense, as in the papers.
@@ -45,6 +46,7 @@ class PruneProcessor final : public CalibProcessor {
   PruneOptions o_;
   ThreadPool& pool_;
   int64_t zeros_ = 0, total_ = 0;
+  std::vector<float> H_;  // of the last site's input (reused by sites with the same input)
 };
 
 }  // namespace brisk::quant

@@ -72,6 +72,16 @@ TEST(Calibration, VisitsEveryMatrixInOrderAndKeepsTheLoss) {
   for (int64_t n : r.ns) EXPECT_EQ(n, 150);
   EXPECT_EQ(r.xs[0], r.xs[1]);  // q, k and v read the same normalised input
   EXPECT_EQ(r.xs[0], r.xs[2]);
+  // ... and the pass says so: k, v (after q) and up (after gate) may reuse q's / gate's statistics.
+  for (size_t i = 0; i < r.sites.size(); ++i) {
+    const bool shared =
+        !r.sites[i].output && (r.sites[i].mat == train::Mat::K || r.sites[i].mat == train::Mat::V ||
+                               r.sites[i].mat == train::Mat::Up);
+    EXPECT_EQ(r.sites[i].same_input, shared) << r.sites[i].tensor;
+    if (shared) {
+      EXPECT_EQ(r.xs[i], r.xs[i - 1]) << r.sites[i].tensor;
+    }
+  }
   // The hooked pass computes what the trainer computes without a hook.
   train::LlamaTrainer<float> tr(s, 2);
   train::StepOptions o;
