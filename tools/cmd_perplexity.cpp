@@ -83,9 +83,9 @@ void add_perplexity_command(CLI::App& app) {
         [](int64_t done, int64_t total) {
           progress_line("perplexity", done - 1, total, "windows");
         },
-        [&](int64_t i, const float* z, int32_t target) {
-          if (save) save->add(z);
-          if (kl) kl->add(base->row(static_cast<uint64_t>(i)), z, target);
+        [&](int64_t i, const float* z, int32_t target, double lse) {
+          if (save) save->add(z, lse);
+          if (kl) kl->add(base->row(static_cast<uint64_t>(i)), z, target, lse);
         });
     if (save) {
       save->commit();

@@ -13,15 +13,6 @@ constexpr char kMagic[4] = {'B', 'R', 'K', 'L'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 48;
 
-void log_softmax(const float* z, float* out, int64_t V) {
-  float mx = z[0];
-  for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
-  const double lse = static_cast<double>(mx) + std::log(sum);
-  for (int64_t i = 0; i < V; ++i) out[i] = static_cast<float>(static_cast<double>(z[i]) - lse);
-}
-
 int64_t argmax(const float* z, int64_t V) {
   int64_t b = 0;
   for (int64_t i = 1; i < V; ++i)
@@ -30,6 +21,14 @@ int64_t argmax(const float* z, int64_t V) {
 }
 
 }  // namespace
+
+double log_sum_exp(const float* z, int64_t n) {
+  float mx = z[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, z[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+  return static_cast<double>(mx) + std::log(sum);
+}
 
 uint64_t hash_tokens(std::span<const int32_t> tokens) {
   uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a over the little-endian ids
@@ -67,8 +66,13 @@ LogprobWriter::LogprobWriter(const std::string& path, const LogprobHeader& h)
 LogprobWriter::~LogprobWriter() = default;
 
 void LogprobWriter::add(const float* logits) {
+  add(logits, log_sum_exp(logits, impl_->h.n_vocab));
+}
+
+void LogprobWriter::add(const float* logits, double lse) {
   check(impl_->rows < impl_->h.n_rows, "logits file: more rows than announced");
-  log_softmax(logits, impl_->buf.data(), impl_->h.n_vocab);
+  for (size_t i = 0; i < impl_->buf.size(); ++i)
+    impl_->buf[i] = static_cast<float>(static_cast<double>(logits[i]) - lse);
   impl_->w.write(impl_->buf.data(), impl_->buf.size() * sizeof(float));
   ++impl_->rows;
 }
@@ -103,12 +107,11 @@ const float* LogprobReader::row(uint64_t i) const {
 }
 
 void KlAccumulator::add(const float* base, const float* logits, int32_t target) {
-  // log p_model = z - lse(z); KL = sum p_b (lp_b - z) + lse(z).
-  float mx = logits[0];
-  for (int64_t i = 1; i < V_; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < V_; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
-  const double lse = static_cast<double>(mx) + std::log(sum);
+  add(base, logits, target, log_sum_exp(logits, V_));
+}
+
+void KlAccumulator::add(const float* base, const float* logits, int32_t target, double lse) {
+  // log p_model = z - lse(z); KL = sum p_b (lp_b - (z - lse)).
   double kl = 0;
   for (int64_t i = 0; i < V_; ++i) {
     const double lb = base[i];

@@ -28,13 +28,17 @@ struct LogprobHeader {
 
 uint64_t hash_tokens(std::span<const int32_t> tokens);
 
+// ln sum_i exp(z_i) over n logits, shifted by their maximum and summed in double.
+double log_sum_exp(const float* z, int64_t n);
+
 // Writes header + rows atomically (the file appears complete or not at all).
 class LogprobWriter {
  public:
   LogprobWriter(const std::string& path, const LogprobHeader& h);
   ~LogprobWriter();
-  void add(const float* logits);  // n_vocab logits -> log-softmax row
-  void commit();                  // throws unless exactly n_rows rows were added
+  void add(const float* logits);              // n_vocab logits -> log-softmax row
+  void add(const float* logits, double lse);  // with their log_sum_exp already known
+  void commit();                              // throws unless exactly n_rows rows were added
 
  private:
   struct Impl;
@@ -65,6 +69,7 @@ class KlAccumulator {
  public:
   explicit KlAccumulator(int64_t n_vocab) : V_(n_vocab) {}
   void add(const float* base_logprobs, const float* logits, int32_t target);
+  void add(const float* base_logprobs, const float* logits, int32_t target, double lse);
   KlStats result() const;
 
  private:

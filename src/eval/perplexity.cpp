@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "eval/kl.h"
 
 namespace brisk::eval {
 
@@ -47,12 +48,9 @@ PerplexityResult perplexity(const model::Model& m, std::span<const int32_t> toke
       const float* z = logits.data() + (t - 1 - b) * V;
       const int32_t target = tokens[static_cast<size_t>(t)];
       check(target >= 0 && target < V, "perplexity: token id ", target, " outside the vocabulary");
-      float mx = z[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, z[i]);
-      double sum = 0;
-      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
-      if (on_row) on_row(static_cast<int64_t>(nll.size()), z, target);
-      nll.push_back(static_cast<double>(mx) + std::log(sum) - static_cast<double>(z[target]));
+      const double lse = log_sum_exp(z, V);
+      if (on_row) on_row(static_cast<int64_t>(nll.size()), z, target, lse);
+      nll.push_back(lse - static_cast<double>(z[target]));
     }
     scored_to = e;
     if (progress) progress(static_cast<int64_t>(w) + 1, static_cast<int64_t>(starts.size()));

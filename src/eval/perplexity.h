@@ -26,10 +26,10 @@ struct PerplexityResult {
 // How many positions perplexity() scores for N tokens (0 when it would refuse the arguments).
 int64_t count_scored(int64_t N, int64_t n_ctx, int64_t stride);
 
-// progress(windows done, windows total) after each window. on_row(i, logits, target) is called for
-// the i-th scored position (in order) with its V logits and the token they predict, before the next
-// window overwrites them.
-using RowFn = std::function<void(int64_t, const float*, int32_t)>;
+// progress(windows done, windows total) after each window. on_row(i, logits, target, lse) is called
+// for the i-th scored position (in order) with its V logits, the token they predict and their
+// log-sum-exp (so consumers need not recompute it), before the next window overwrites them.
+using RowFn = std::function<void(int64_t, const float*, int32_t, double)>;
 PerplexityResult perplexity(const model::Model& m, std::span<const int32_t> tokens, int64_t n_ctx,
                             int64_t stride, ThreadPool& pool,
                             const std::function<void(int64_t, int64_t)>& progress = {},
