@@ -209,6 +209,11 @@ void add_prune_command(CLI::App& app) {
     io::ModelFile m = io::load_model_file(a->in);
     ThreadPool pool(a->cal.threads);
     quant::PruneProcessor p(po, pool);
+    // The matrices pruning rewrites: the 7 of every layer.
+    std::set<std::string> pruned;
+    for (int64_t l = 0; l < quant::count_layers(m); ++l)
+      for (int k = 0; k < train::kNumMats; ++k)
+        pruned.insert(quant::site_tensor_name(l, static_cast<train::Mat>(k)));
     if (po.method == quant::PruneMethod::Magnitude) {
       // No activations needed: every layer matrix directly.
       train::ImportedModel im = import_for_compression(a->in);
@@ -225,24 +230,18 @@ void add_prune_command(CLI::App& app) {
           s.cols = lay.at(s.tensor).cols;
           p.process(s, nullptr, 0, cm.mat(l, mat), cm);
         }
-      quant::store_params(m, lay, im.params);
+      quant::store_params(m, lay, im.params, &pruned);
     } else {
       Calibration cal = prepare_calibration(a->in, a->cal);
       run_calibration_pass(cal, p, a->cal, "prune");
-      quant::store_params(m, cal.layout, cal.model.params);
+      quant::store_params(m, cal.layout, cal.model.params, &pruned);
     }
-    // Store: the layer matrices in --type; everything else in its original type.
+    // Store: the pruned layer matrices in --type; every other tensor stays as the file had it.
     quant::QuantizeOptions qo;
     qo.recipe = *recipe;
     std::set<std::string> keep;
     for (const gguf::TensorInfo& t : m.tensors)
-      if (t.name.rfind("blk.", 0) != 0) keep.insert(t.name);
-    io::ModelFile orig = io::load_model_file(a->in);
-    for (const std::string& name : keep) {
-      const gguf::TensorInfo* o = orig.find_tensor(name);
-      if (o && o->shape.size() == 2)
-        quant::replace_tensor(m, name, o->type, std::vector<uint8_t>(o->data, o->data + o->nbytes));
-    }
+      if (!pruned.count(t.name)) keep.insert(t.name);
     quant::quantize_model(m, qo, pool, keep, [](size_t i, size_t n, const std::string& name) {
       progress_line("prune: store", static_cast<int64_t>(i), static_cast<int64_t>(n), name);
     });

@@ -63,9 +63,10 @@ void replace_tensor(io::ModelFile& m, const std::string& name, DType type,
   fail("replace_tensor: the model has no tensor ", name);
 }
 
-void store_params(io::ModelFile& m, const train::ParamLayout& lay,
-                  const std::vector<float>& params) {
+void store_params(io::ModelFile& m, const train::ParamLayout& lay, const std::vector<float>& params,
+                  const std::set<std::string>* only) {
   for (const train::ParamInfo& p : lay.params()) {
+    if (only && !only->count(p.name)) continue;
     std::vector<uint8_t> bytes(p.size() * sizeof(float));
     std::memcpy(bytes.data(), params.data() + p.offset, bytes.size());
     replace_tensor(m, p.name, DType::F32, std::move(bytes));

@@ -39,10 +39,10 @@ std::vector<uint8_t> quantize_matrix(const float* W, int64_t rows, int64_t cols,
 // Replaces tensor `name`'s data (same shape) with owned bytes of type t.
 void replace_tensor(io::ModelFile& m, const std::string& name, DType t, std::vector<uint8_t> bytes);
 
-// Writes the trainer-layout parameters back into m as F32 tensors (all of them: norms and
-// matrices), for the quantisation pass to read.
-void store_params(io::ModelFile& m, const train::ParamLayout& lay,
-                  const std::vector<float>& params);
+// Writes the trainer-layout parameters back into m as F32 tensors, for the quantisation pass to
+// read: all of them (norms and matrices), or only the tensors named in `only`.
+void store_params(io::ModelFile& m, const train::ParamLayout& lay, const std::vector<float>& params,
+                  const std::set<std::string>* only = nullptr);
 
 // Quantises every matrix not named in `done` (tensors already in their final form, e.g. GPTQ's;
 // their block-size fallbacks are still reported).
