@@ -25,6 +25,7 @@ struct BenchArgs {
   int bw_streams = 8;
   int reps = 5, warmup = 1;
   std::vector<int> threads;
+  std::vector<int64_t> decode_batch;
   bool json = false, bandwidth = false, profile = false;
   LoraOptions lora;
 };
@@ -195,6 +196,12 @@ void run_model(const BenchArgs& a) {
     profile::reset();
     const engine::BenchResult tg = engine::bench_generate(m, cfg, pool, progress);
     const ordered_json tg_prof = profile_snapshot(cfg, tg, t, table_prof);
+    std::vector<engine::BenchResult> batched;
+    std::vector<ordered_json> batched_prof;
+    for (int64_t b : a.decode_batch) {
+      batched.push_back(engine::bench_decode_batch(m, cfg, b, pool, progress));
+      batched_prof.push_back(profile_snapshot(cfg, batched.back(), t, table_prof));
+    }
     const engine::BandwidthResult bw = probe(a, pool);
     const engine::ComputePeak peak = engine::probe_compute(pool);
     std::fprintf(stderr, "bench: %d threads, int8 peak %.0f GMAC/s, f32 peak %.0f GFLOP/s\n", t,
@@ -210,20 +217,27 @@ void run_model(const BenchArgs& a) {
                                      ? "f32 " + fmt("%.0f", peak.f32_gflops) + " GFLOP/s, "
                                      : "int8 " + fmt("%.0f", peak.int8_gmacs) + " GMAC/s, ";
 
-    for (const engine::BenchResult* r : {&pp, &tg}) {
+    std::vector<const engine::BenchResult*> results{&pp, &tg};
+    for (const engine::BenchResult& r : batched) results.push_back(&r);
+    for (size_t ri = 0; ri < results.size(); ++ri) {
+      const engine::BenchResult* r = results[ri];
       const bool is_tg = r == &tg;
+      // Batched decoding is compute bound from a few sequences on: set against the int8 peak.
+      const double frac =
+          r == &pp ? compute
+                   : static_cast<double>(mpt) * r->stats.median / std::max(peak_macs * 1e9, 1.0);
       table += "| " + std::to_string(t) + " | " + r->test + " | " + fmt("%.2f", r->stats.mean) +
                " ± " + fmt("%.2f", r->stats.sd) + " | " + fmt("%.2f", r->stats.median) + " | ";
       table += is_tg ? "read " + fmt("%.2f", bw.stats.median) + " GB/s, " + human_bytes(bpt) +
                            "/token | " + fmt("%.1f%%", 100.0 * roofline) + " |\n"
                      : pp_bound + fmt("%.2f", static_cast<double>(mpt) / 1e9) + " GMAC/token | " +
-                           fmt("%.1f%%", 100.0 * compute) + " |\n";
+                           fmt("%.1f%%", 100.0 * frac) + " |\n";
       ordered_json row{{"threads", t},
                        {"test", r->test},
                        {"n_tokens", r->n_tokens},
                        {"tokens_per_s", stats_json(r->stats, r->tps)},
                        {"seconds", r->secs}};
-      if (a.profile) row["profile"] = is_tg ? tg_prof : pp_prof;
+      if (a.profile) row["profile"] = is_tg ? tg_prof : ri < 2 ? pp_prof : batched_prof[ri - 2];
       if (is_tg) {
         row["bytes_per_token"] = bpt;
         row["bandwidth_gbps"] = stats_json(bw.stats, bw.gbps);
@@ -233,7 +247,8 @@ void run_model(const BenchArgs& a) {
         row["int8_peak_gmacs"] = peak.int8_gmacs;
         row["f32_peak_gflops"] = peak.f32_gflops;
         row["peak"] = float_weights ? "f32" : "int8";
-        row["peak_fraction"] = compute;
+        row["peak_fraction"] = frac;
+        if (ri >= 2) row["sequences"] = a.decode_batch[ri - 2];
       }
       rows.push_back(std::move(row));
     }
@@ -298,6 +313,12 @@ void add_bench_command(CLI::App& app) {
                 "Thread counts to test (repeatable or comma list, e.g. 1,2; default: all cores)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
+  c->add_option("--decode-batch", a->decode_batch,
+                "Also measure batched decoding as the server runs it: N sequences with -p prompt "
+                "tokens each in a paged KV cache, -n steps of one token per sequence (comma list, "
+                "e.g. 8,16; test tg<n>x<N>)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   c->add_option("--batch", a->batch, "Most prompt tokens per forward pass in pp")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));

@@ -2,6 +2,9 @@
 // (32 query heads, 4 KV heads, head_dim 64, f32 contiguous cache unless named f16):
 //   prompt/T512       512 new tokens at positions 0..511 (causal)
 //   decode/ctxN       one new token at position N-1 (N keys), N = 512, 4096, 16384
+//   decode_batch/BxN  attention_batch over B sequences of one new token each at position N-1, K/V
+//                     f16 in a paged cache of 16-token blocks (the serving engine's decode step);
+//                     calls cycle over 22 layers' caches, so K/V come from memory as in a model
 //   .../mqa8          8 query heads sharing one KV head: the automatic key split (flash-decoding)
 //                     against .../nosplit, where one thread gets the only work item
 // Effective GFLOP/s counts 4 * head_dim flops per (query head, visible key): 2 for q.k, 2 for p.v
@@ -16,11 +19,13 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "bench_register.h"
 #include "core/half.h"
+#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/isa.h"
 #include "ops/attention.h"
@@ -130,9 +135,79 @@ void bench(benchmark::State& state, Shape sh, int isa, int threads) {
       flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// attention_batch: B sequences, one query token each at position n_keys - 1, paged f16 K/V.
+void bench_decode_batch(benchmark::State& state, int64_t B, int64_t n_keys, int threads) {
+  constexpr int kHeads = 32, kHeadsKv = 4, kBlock = 16;
+  const int64_t row = kHeadsKv * kHeadDim, per_seq = (n_keys + kBlock - 1) / kBlock;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(B * kHeads * kHeadDim)), out(q.size()), scratch;
+  constexpr int kLayers = 22;
+  const size_t layer = static_cast<size_t>(B * per_seq * kBlock * row);
+  // Huge-page backed like the engine's PagedKvCache, so TLB misses are what a model sees.
+  HugeBuffer kmem(layer * kLayers * 2), vmem(layer * kLayers * 2);
+  const std::span<uint16_t> k(reinterpret_cast<uint16_t*>(kmem.data()), layer * kLayers),
+      v(reinterpret_cast<uint16_t*>(vmem.data()), layer * kLayers);
+  for (float& f : q) f = nd(rng);
+  for (std::span<uint16_t> x : {k, v})
+    for (uint16_t& h : x) h = f32_to_f16(nd(rng));
+  // Sequence i's blocks interleaved with the others' (block b of sequence i is physical block
+  // b * B + i), as a pool shared by many requests hands them out.
+  std::vector<int32_t> tables(static_cast<size_t>(B * per_seq));
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t b = 0; b < per_seq; ++b)
+      tables[static_cast<size_t>(i * per_seq + b)] = static_cast<int32_t>(b * B + i);
+  std::vector<ops::AttnSeq> seqs(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    kernels::KvView kv;
+    kv.type = DType::F16;
+    kv.block_tokens = kBlock;
+    kv.block_stride = kBlock * row;
+    kv.token_stride = row;
+    kv.block_table = tables.data() + i * per_seq;
+    kernels::KvView vv = kv;
+    kv.base = k.data();
+    vv.base = v.data();
+    seqs[static_cast<size_t>(i)] = ops::AttnSeq{q.data() + i * kHeads * kHeadDim,
+                                                out.data() + i * kHeads * kHeadDim,
+                                                1,
+                                                n_keys - 1,
+                                                kv,
+                                                vv};
+  }
+  ThreadPool pool(threads);
+  const ops::AttentionShape s{kHeads, kHeadsKv, kHeadDim, 0, 1.0f / std::sqrt(float(kHeadDim))};
+  std::vector<int64_t> items;
+  ops::attention_batch(seqs, s, scratch, items, pool);
+  int l = 0;
+  for (auto _ : state) {
+    l = (l + 1) % kLayers;
+    for (ops::AttnSeq& a : seqs) {
+      a.k.base = k.data() + layer * static_cast<size_t>(l);
+      a.v.base = v.data() + layer * static_cast<size_t>(l);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    ops::attention_batch(seqs, s, scratch, items, pool);
+    benchmark::ClobberMemory();
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double flops = 4.0 * kHeadDim * kHeads * static_cast<double>(B * n_keys);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      flops * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 void register_attention_benchmarks() {
+  for (int64_t B : {1, 16})
+    for (int threads : {1, 2})
+      benchmark::RegisterBenchmark(("attention/decode_batch/" + std::to_string(B) +
+                                    "x160/f16/threads:" + std::to_string(threads))
+                                       .c_str(),
+                                   bench_decode_batch, B, int64_t{160}, threads)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
   const Shape shapes[] = {{"prompt/T512", 512, 0, DType::F32},
                           {"decode/ctx512", 1, 511, DType::F32},
                           {"decode/ctx4096", 1, 4095, DType::F32},

@@ -5,6 +5,8 @@
 //   gemm/<type>/<isa>/T      : T tokens against a 2048 x 512 matrix in cache (int8 throughput;
 //                               items/s = multiply-accumulates/s)
 //   rows/<type>/<isa>/T      : the same product through the per-row vec_dot path, for comparison
+//   gemm_stream/<type>/<isa>/T : T tokens against ~64 MiB of 2048-wide rows streamed from memory,
+//                               as a model's layers are in batched decoding and prompts
 // Built by `cmake --build build --target bench_kernels`; run `build/bench_kernels
 // --benchmark_filter=gemm`.
 #include <benchmark/benchmark.h>
@@ -131,6 +133,17 @@ void bench_gemm(benchmark::State& state, DType t, Isa isa, bool rows) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2048 * 512 * T);
 }
 
+void bench_gemm_stream(benchmark::State& state, DType t, Isa isa) {
+  const int64_t T = state.range(0), n_in = 2048;
+  const int64_t n_out = static_cast<int64_t>((size_t{64} << 20) / row_bytes(t, n_in)) / 64 * 64;
+  Problem p(t, isa, n_in, n_out, T);
+  for (auto _ : state) {
+    p.run();
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n_in * n_out * T);
+}
+
 }  // namespace
 
 void register_gemm_benchmarks() {
@@ -147,6 +160,12 @@ void register_gemm_benchmarks() {
           ->Arg(8)
           ->Arg(64)
           ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("gemm_stream/" + suffix).c_str(), bench_gemm_stream, t, isa)
+          ->Arg(8)
+          ->Arg(16)
+          ->Arg(32)
+          ->Arg(128)
+          ->Unit(benchmark::kMillisecond);
       benchmark::RegisterBenchmark(("rows/" + suffix).c_str(), bench_gemm, t, isa, true)
           ->Arg(8)
           ->Unit(benchmark::kMicrosecond);

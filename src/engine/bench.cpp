@@ -8,7 +8,9 @@
 
 #include "core/error.h"
 #include "core/huge_buffer.h"
+#include "core/profile.h"
 #include "kernels/cpu/vec_ops.h"
+#include "model/paged_kv.h"
 
 namespace brisk::engine {
 
@@ -138,6 +140,56 @@ BenchResult bench_generate(const model::Model& m, const BenchConfig& cfg, Thread
     }
     return seconds_since(t0);
   });
+}
+
+BenchResult bench_decode_batch(const model::Model& m, const BenchConfig& cfg, int64_t n_seqs,
+                               ThreadPool& pool, const BenchProgress& progress) {
+  cfg.validate();
+  check(n_seqs >= 1 && n_seqs <= 4096, "bench: decode batch ", n_seqs, " must be in [1, 4096]");
+  constexpr int32_t kBlock = 16;
+  const int64_t per_seq = (cfg.n_prompt + cfg.n_gen + kBlock - 1) / kBlock;
+  model::PagedKvCache kv(m.hparams(), per_seq * n_seqs, kBlock, DType::F16);
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_seqs));
+  for (int64_t s = 0; s < n_seqs; ++s)
+    for (int64_t b = 0; b < per_seq; ++b)
+      tables[static_cast<size_t>(s)].push_back(static_cast<int32_t>(s * per_seq + b));
+  model::InferenceState st(m.hparams(), 1);
+  std::vector<float> logits;
+  // Prefill: each sequence its own prompt (a different seed per sequence), one at a time.
+  std::vector<int32_t> next(static_cast<size_t>(n_seqs));
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const std::vector<int32_t> ids =
+        bench_tokens(cfg.n_prompt, m.n_vocab(), cfg.seed + static_cast<uint64_t>(s));
+    for (int64_t i = 0; i < cfg.n_prompt; i += cfg.n_batch) {
+      const int64_t t = std::min(cfg.n_batch, cfg.n_prompt - i);
+      const model::BatchSeq sq{0, t, i, tables[static_cast<size_t>(s)], true};
+      m.forward_batch(
+          std::span<const int32_t>(ids).subspan(static_cast<size_t>(i), static_cast<size_t>(t)),
+          std::span(&sq, 1), kv, st, logits, pool);
+    }
+    next[static_cast<size_t>(s)] = argmax(logits);
+  }
+  const std::vector<int32_t> first = next;
+  profile::reset();  // the prefill is not part of the test
+  std::vector<model::BatchSeq> seqs(static_cast<size_t>(n_seqs));
+  const int64_t V = m.n_vocab();
+  return repeat("tg" + std::to_string(cfg.n_gen) + "x" + std::to_string(n_seqs), cfg.n_gen * n_seqs,
+                cfg, progress, [&] {
+                  next = first;
+                  const auto t0 = Clock::now();
+                  for (int64_t i = 0; i < cfg.n_gen; ++i) {
+                    for (int64_t s = 0; s < n_seqs; ++s)
+                      seqs[static_cast<size_t>(s)] =
+                          model::BatchSeq{s, 1, cfg.n_prompt + i, tables[static_cast<size_t>(s)]};
+                    m.forward_batch(next, seqs, kv, st, logits, pool);
+                    for (int64_t s = 0; s < n_seqs; ++s) {
+                      const float* row = logits.data() + s * V;
+                      next[static_cast<size_t>(s)] =
+                          static_cast<int32_t>(std::max_element(row, row + V) - row);
+                    }
+                  }
+                  return seconds_since(t0);
+                });
 }
 
 BandwidthResult probe_bandwidth(const BandwidthConfig& cfg, ThreadPool& pool) {

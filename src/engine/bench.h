@@ -54,6 +54,13 @@ BenchResult bench_prompt(const model::Model& m, const BenchConfig& cfg, ThreadPo
                          const BenchProgress& progress = {});
 BenchResult bench_generate(const model::Model& m, const BenchConfig& cfg, ThreadPool& pool,
                            const BenchProgress& progress = {});
+// Batched decoding as the serving engine runs it: n_seqs sequences, each with an n_prompt-token
+// prompt in a paged f16 KV cache (prefilled once, unmeasured), then n_gen steps of one
+// forward_batch over one new token of every sequence. Each repetition restarts the decode at
+// position n_prompt. Tokens/s counts every sequence's tokens (n_seqs x n_gen per repetition).
+// Test name "tg<n_gen>x<n_seqs>".
+BenchResult bench_decode_batch(const model::Model& m, const BenchConfig& cfg, int64_t n_seqs,
+                               ThreadPool& pool, const BenchProgress& progress = {});
 
 struct BandwidthConfig {
   uint64_t bytes = uint64_t{1} << 30;  // well above any last-level cache

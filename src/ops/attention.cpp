@@ -268,25 +268,45 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
     size_t work;
     float* base;
     std::atomic<int64_t>& next;
+    // The tile of shared item `item`, with its sequence.
+    kernels::AttnTile tile_of(int64_t item, const AttnSeq** seq) const {
+      const size_t si = static_cast<size_t>(std::upper_bound(items.begin(), items.end() - 1, item) -
+                                            items.begin() - 1);
+      const AttnSeq& q = seqs[si];
+      const Plan plan = make_plan(q.T, q.pos0, s, threads, {});
+      const int64_t local = item - items[si];
+      const int64_t ti = plan.n_tiles - 1 - local / s.n_head_kv;
+      const int hk = static_cast<int>(local % s.n_head_kv);
+      const int64_t t0 = ti * plan.q_tile;
+      kernels::AttnTile a = make_tile(q.q, q.T, q.pos0, plan, s, ti, hk);
+      a.key_begin = 0;
+      a.key_end = a.pos + a.n_q;
+      a.out = q.out + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
+      a.out_stride = q_stride;
+      *seq = &q;
+      return a;
+    }
     void run(int tid) const {
       float* w = base + work * static_cast<size_t>(tid);
-      for (;;) {
-        const int64_t item = next.fetch_add(1, std::memory_order_relaxed);
-        if (item >= total) break;
-        const size_t si = static_cast<size_t>(
-            std::upper_bound(items.begin(), items.end() - 1, item) - items.begin() - 1);
-        const AttnSeq& q = seqs[si];
-        const Plan plan = make_plan(q.T, q.pos0, s, threads, {});
-        const int64_t local = item - items[si];
-        const int64_t ti = plan.n_tiles - 1 - local / s.n_head_kv;
-        const int hk = static_cast<int>(local % s.n_head_kv);
-        const int64_t t0 = ti * plan.q_tile;
-        kernels::AttnTile a = make_tile(q.q, q.T, q.pos0, plan, s, ti, hk);
-        a.key_begin = 0;
-        a.key_end = a.pos + a.n_q;
-        a.out = q.out + t0 * q_stride + static_cast<int64_t>(hk) * group * d;
-        a.out_stride = q_stride;
-        tile_fn(a, q.k, q.v, w);
+      // Each thread claims its next item before computing the current one and prefetches the
+      // next item's first key tile: the kernel prefetches its own later tiles, but the first one
+      // of every item would otherwise start on cold K/V (decoding items are only a few tiles).
+      int64_t item = next.fetch_add(1, std::memory_order_relaxed);
+      while (item < total) {
+        const int64_t after = next.fetch_add(1, std::memory_order_relaxed);
+        if (after < total) {
+          const AttnSeq* nq;
+          const kernels::AttnTile na = tile_of(after, &nq);
+          const int64_t lo =
+              s.sliding_window > 0 ? std::max<int64_t>(0, na.pos - s.sliding_window + 1) : 0;
+          const int64_t nk = std::min<int64_t>(kernels::kAttnKeyTile, na.key_end - lo);
+          kernels::attention_prefetch(nq->k, lo, nk, na.kv_head, na.head_dim);
+          kernels::attention_prefetch(nq->v, lo, nk, na.kv_head, na.head_dim);
+        }
+        const AttnSeq* q;
+        const kernels::AttnTile a = tile_of(item, &q);
+        tile_fn(a, q->k, q->v, w);
+        item = after;
       }
     }
   } ctx{seqs, items, s, tile_fn, group, threads, d, q_stride, total, work, base, next};

@@ -14,43 +14,52 @@ namespace {
 
 constexpr int64_t kRowTile = 16;  // rows per tile in the vec_dot path
 // Smallest share of packed row groups a thread claims: the decode tiles read up to 4 groups at once
-// (kernels' kStreams), and a shorter run would fall back to fewer streams.
+// (kernels' kStreams), and a shorter run would fall back to fewer streams. With more tokens the
+// tiles take one group at a time, and a one-group grain lets the threads finish together (the last
+// chunk of a call is what the other thread waits for).
 constexpr int64_t kGroupGrain = 4;
+constexpr int64_t kStreamTokens = 4;  // at most this many tokens use the multi-stream tiles
+int64_t group_grain(int64_t T) {
+  return T <= kStreamTokens ? kGroupGrain : 1;
+}
 
 // The rms_norm scale of one row, computed as ggml does (mean square accumulated in double).
 float rms_scale(const kernels::VecOps& vo, const float* x, int64_t n, float eps) {
   return 1.0f / std::sqrt(static_cast<float>(vo.sum_sq(x, n) / static_cast<double>(n)) + eps);
 }
 
-// T rows of x (n floats each), optionally RMS-normalised, converted to `type` rows at dst (rb bytes
-// apart). With a norm, each row is normalised 256 elements at a time into a stack buffer and
-// converted from there, so the normalised row is never stored.
+// Row t of x (n floats each), optionally RMS-normalised, converted to `type` at dst + t * rb. With
+// a norm, the row is normalised 256 elements at a time into a stack buffer and converted from
+// there, so the normalised row is never stored.
+void convert_row(const float* x, int64_t t, int64_t n, const RmsNorm& norm,
+                 const kernels::QuantKernels& qk, uint8_t* dst, size_t rb) {
+  const float* xr = x + t * n;
+  uint8_t* d = dst + static_cast<size_t>(t) * rb;
+  if (!norm.weight) {
+    qk.from_float(xr, d, n);
+    return;
+  }
+  const kernels::VecOps& vo = kernels::vec_ops();
+  const float scale = rms_scale(vo, xr, n, norm.eps);
+  alignas(64) float tmp[256];
+  // 256 is a multiple of every block size (1, 32, 256), so each chunk is whole blocks.
+  for (int64_t i = 0; i < n; i += 256) {
+    const int64_t c = std::min<int64_t>(256, n - i);
+    vo.scale_mul(xr + i, scale, norm.weight + i, tmp, c);
+    qk.from_float(tmp, d + row_bytes(qk.type, i), c);
+  }
+}
+
+// T rows of x converted by convert_row, split over the pool.
 void convert_rows(const float* x, int64_t T, int64_t n, const RmsNorm& norm, DType type,
                   uint8_t* dst, size_t rb, ThreadPool& pool) {
   const kernels::QuantKernels& qk = kernels::quant_kernels(type);
-  const kernels::VecOps& vo = kernels::vec_ops();
-  auto row = [&](int64_t t) {
-    const float* xr = x + t * n;
-    uint8_t* d = dst + static_cast<size_t>(t) * rb;
-    if (!norm.weight) {
-      qk.from_float(xr, d, n);
-      return;
-    }
-    const float scale = rms_scale(vo, xr, n, norm.eps);
-    alignas(64) float tmp[256];
-    // 256 is a multiple of every block size (1, 32, 256), so each chunk is whole blocks.
-    for (int64_t i = 0; i < n; i += 256) {
-      const int64_t c = std::min<int64_t>(256, n - i);
-      vo.scale_mul(xr + i, scale, norm.weight + i, tmp, c);
-      qk.from_float(tmp, d + row_bytes(type, i), c);
-    }
-  };
   if (T == 1) {
-    row(0);
+    convert_row(x, 0, n, norm, qk, dst, rb);
     return;
   }
   pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) row(t);
+    for (int64_t t = b; t < e; ++t) convert_row(x, t, n, norm, qk, dst, rb);
   });
 }
 
@@ -123,7 +132,6 @@ PackedAct prepare_packed(const float* x, int64_t T, int64_t n_in, const RmsNorm&
                          ThreadPool& pool) {
   const size_t rb = row_bytes(act_type, n_in);
   scratch.act.resize(rb * static_cast<size_t>(T));
-  convert_rows(x, T, n_in, norm, act_type, scratch.act.data(), rb, pool);
   size_t total = 0;
   for (size_t i = 0; i < kernels.size(); ++i) {
     side_stride[i] = kernels[i]->side_bytes(n_in);
@@ -131,18 +139,21 @@ PackedAct prepare_packed(const float* x, int64_t T, int64_t n_in, const RmsNorm&
     total += side_stride[i] * static_cast<size_t>(T);
   }
   scratch.side.resize(total);
-  const uint8_t* act = scratch.act.data();
+  uint8_t* act = scratch.act.data();
   uint8_t* side = scratch.side.data();
-  auto prep = [&](int64_t t) {
+  const kernels::QuantKernels& qk = kernels::quant_kernels(act_type);
+  // Conversion and side data of a row in one pass over the pool (one synchronisation, not two).
+  auto row = [&](int64_t t) {
+    convert_row(x, t, n_in, norm, qk, act, rb);
     for (size_t i = 0; i < kernels.size(); ++i)
       kernels[i]->prep(act + static_cast<size_t>(t) * rb, n_in,
                        side + side_off[i] + static_cast<size_t>(t) * side_stride[i]);
   };
   if (T == 1) {
-    prep(0);
+    row(0);
   } else {
     pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) prep(t);
+      for (int64_t t = b; t < e; ++t) row(t);
     });
   }
   return PackedAct{act, rb};
@@ -285,7 +296,7 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
             if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
           }
         },
-        kGroupGrain);
+        group_grain(T));
   }
   for (size_t i = 0; i < targets.size(); ++i)
     if (!in_list[i])
@@ -357,7 +368,7 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
             }
         }
       },
-      kGroupGrain / 2);
+      std::max<int64_t>(1, group_grain(T) / 2));
 }
 
 void get_row(const WeightView& w, int64_t row, float* out) {

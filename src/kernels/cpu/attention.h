@@ -99,6 +99,11 @@ AttnTileFn attention_tile_fn(int head_dim);
 // The variant that attention_tile_fn_for(isa, head_dim) really runs (Scalar for fallbacks).
 Isa attention_tile_isa(Isa isa, int head_dim);
 
+// Prefetches the K or V elements a tile reads for keys [j0, j0 + nk) of KV head kv_head (head_dim
+// elements each) towards L1: a caller that knows its next work item can hide that item's first
+// cache misses behind the current one (the tile kernels prefetch their own later key tiles).
+void attention_prefetch(const KvView& kv, int64_t j0, int64_t nk, int kv_head, int head_dim);
+
 // Merges n_parts partials of the same rows (each from attention_tile with m_out set, over
 // disjoint key ranges) into the normalised output. Part c has o at o + c * rows * head_dim (rows
 // contiguous, head_dim floats each), m at m + c * rows, l at l + c * rows. Row r = t * group + g

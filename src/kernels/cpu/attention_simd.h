@@ -34,6 +34,13 @@ inline int64_t attn_max(int64_t a, int64_t b) {
 }
 
 constexpr float kAttnInf = __builtin_inff();
+
+// A prefetch to L1 the compiler must keep: GCC deletes loops whose only effect is
+// __builtin_prefetch / _mm_prefetch (it sees no side effect), which silently removed every
+// prefetch loop with a run-time trip count.
+inline void attn_prefetch(const char* p) {
+  asm volatile("prefetcht0 %0" : : "m"(*p));
+}
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kPackRows = 16;  // tiles with more rows copy their f32 K/V tiles (see rows_of)
 
@@ -225,6 +232,39 @@ struct AttnKernel {
     }
   }
 
+  // The next key tile's K and V rows, prefetched towards L1 a few keys at a time while q.k of the
+  // current tile runs (issue() from qk_rows). A paged cache scatters a sequence over blocks and
+  // one head's slice of a row is a short run every token_stride elements, which the hardware
+  // prefetchers do not follow; all of a tile's lines at once would overflow the miss queue and
+  // stall, hence the spreading.
+  struct Prefetch {
+    const char* k[kAttnKeyTile];
+    const char* v[kAttnKeyTile];
+    int64_t n = 0, bytes = 0;
+    static const char* addr(const KvView& kv, int64_t j, int64_t head_off) {
+      const int64_t blk = j / kv.block_tokens;
+      const int64_t phys = kv.block_table ? kv.block_table[blk] : blk;
+      const int64_t e = phys * kv.block_stride + (j % kv.block_tokens) * kv.token_stride + head_off;
+      const int64_t esize = kv.type == DType::F32 ? 4 : kv.type == DType::F16 ? 2 : 0;
+      return static_cast<const char*>(kv.base) + (esize ? e * esize : e / 32 * 34);
+    }
+    void set(const KvView& kk, const KvView& vk, int64_t j0, int64_t nk, int64_t head_off, int d) {
+      n = nk;
+      bytes = kk.type == DType::F32 ? 4 * d : kk.type == DType::F16 ? 2 * d : d / 32 * 34;
+      for (int64_t j = 0; j < nk; ++j) {
+        k[j] = addr(kk, j0 + j, head_off);
+        v[j] = addr(vk, j0 + j, head_off);
+      }
+    }
+    void issue(int64_t j0, int64_t j1) const {
+      for (int64_t j = j0; j < j1 && j < n; ++j)
+        for (const char* p : {k[j], v[j]}) {
+          for (int64_t b = 0; b < bytes; b += 64) attn_prefetch(p + b);
+          attn_prefetch(p + bytes - 1);  // an unaligned run's last line
+        }
+    }
+  };
+
   // s[j][rv * L ..] for NV row vectors and KJ keys: qt and s point at the first row vector.
   template <int NV, int KJ>
   static void qk_block(const float* const* krow, const float* qt, int64_t rp, int d, float* s) {
@@ -254,13 +294,17 @@ struct AttnKernel {
 
   template <int NV>
   static void qk_rows(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d,
-                      float* s) {
+                      float* s, const Prefetch* pf) {
     // Key blocks of kj keys (kj divides kAttnKeyTile), then 4, 2, 1 for the last tile's tail: a
     // one-key block is one chain of dependent fmas, latency-bound, so it is kept for 1 key.
     constexpr int KJ = V::kj(NV);
     static_assert(kAttnKeyTile % KJ == 0);
     int64_t j = 0;
-    for (; j + KJ <= nk; j += KJ) qk_block<NV, KJ>(krow + j, qt, rp, d, s + j * rp);
+    for (; j + KJ <= nk; j += KJ) {
+      if (pf) pf->issue(j, j + KJ);
+      qk_block<NV, KJ>(krow + j, qt, rp, d, s + j * rp);
+    }
+    if (pf) pf->issue(j, pf->n);
     if (j + 4 <= nk) {
       qk_block<NV, 4>(krow + j, qt, rp, d, s + j * rp);
       j += 4;
@@ -273,22 +317,23 @@ struct AttnKernel {
   }
 
   // Scores of nk keys against all rp rows (already scaled: qt carries scale * log2(e)).
-  static void qk(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d,
-                 float* s) {
+  // pf (may be null): the next tile's rows, prefetched during the first pass over the keys.
+  static void qk(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d, float* s,
+                 const Prefetch* pf) {
     const int64_t nvr = rp / L;
     int64_t rv = 0;
-    for (; rv + V::kNvMax <= nvr; rv += V::kNvMax)
-      qk_rows<V::kNvMax>(krow, nk, qt + rv * L, rp, d, s + rv * L);
+    for (; rv + V::kNvMax <= nvr; rv += V::kNvMax, pf = nullptr)
+      qk_rows<V::kNvMax>(krow, nk, qt + rv * L, rp, d, s + rv * L, pf);
     const int64_t rest = nvr - rv;
     if (rest == 0) return;
     const float* q0 = qt + rv * L;
     float* s0 = s + rv * L;
     if constexpr (V::kNvMax == 4) {
-      if (rest == 3) return qk_rows<3>(krow, nk, q0, rp, d, s0);
-      if (rest == 2) return qk_rows<2>(krow, nk, q0, rp, d, s0);
+      if (rest == 3) return qk_rows<3>(krow, nk, q0, rp, d, s0, pf);
+      if (rest == 2) return qk_rows<2>(krow, nk, q0, rp, d, s0, pf);
     }
     if constexpr (V::kNvMax > 1) {
-      if (rest == 1) return qk_rows<1>(krow, nk, q0, rp, d, s0);
+      if (rest == 1) return qk_rows<1>(krow, nk, q0, rp, d, s0, pf);
     }
   }
 
@@ -439,11 +484,16 @@ struct AttnKernel {
     const bool pack = rows > kPackRows;
     const float* krow[kAttnKeyTile];
     const float* vrow[kAttnKeyTile];
+    Prefetch pf;
     for (int64_t j0 = lo; j0 < hi; j0 += kAttnKeyTile) {
       const int64_t nk = attn_min(kAttnKeyTile, hi - j0);
+      const bool more = j0 + kAttnKeyTile < hi;
+      if (more)
+        pf.set(kk, vk, j0 + kAttnKeyTile, attn_min(kAttnKeyTile, hi - j0 - kAttnKeyTile), head_off,
+               d);
       rows_of(kk, j0, nk, head_off, d, pack, kbuf, krow);
       rows_of(vk, j0, nk, head_off, d, pack, vbuf, vrow);
-      qk(krow, nk, qt, rp, d, s);
+      qk(krow, nk, qt, rp, d, s, more ? &pf : nullptr);
       // A tile every row sees entirely (the common case inside a long prompt) needs no mask.
       const bool all_visible = j0 + nk - 1 <= p_first && (!windowed || p_last - j0 < a.window);
       if (!all_visible) mask_tile(s, nk, j0, rp, pos, win);
