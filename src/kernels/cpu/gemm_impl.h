@@ -5,6 +5,8 @@
 //
 // V provides (all static, always-inline):
 //   kRows (rows per group = int32 lanes), kTile (most tokens per register tile), kVnni;
+//   kInterleave (enough registers to advance every token's integer sum at once: 32-register
+//   AVX-512; with 16 ymm registers that order spills, so AVX2 finishes one token at a time);
 //   kStreamTile (most tokens for which tiles take K::kStreams groups at once);
 //   I / F (integer / float vectors); load, zero, and_, or_, or_and(a, b, c) = a | (b & c), set1_8,
 //   set1_32, shl16/shr16/shr32/
@@ -203,15 +205,33 @@ struct GLegacy {
         const F dw = V::f16(wg);
         I q[8];
         K::unpack(wg, q);
-#pragma GCC unroll 16
-        for (int t = 0; t < NT; ++t) {
-          const uint8_t* y =
-              act + t * a.act_stride + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+        const uint8_t* y0 = act + b * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+        auto finish = [&](int t, I sum) {
           const uint8_t* s = side + t * a.side_stride + b * 8;
-          I sum = V::set1_32(load_i32(s + 4));
-#pragma GCC unroll 16
-          for (int j = 0; j < 8; ++j) sum = K::dot(sum, q[j], y + 4 * j);
           acc[g][t] = V::fmadd(V::cvt(sum), V::mul(dw, V::set1f(load_f32(s))), acc[g][t]);
+        };
+        if constexpr (V::kInterleave) {
+          // The tokens' sums advance together (j outer): NT independent chains of vpdpbusd in
+          // flight instead of one token's chain of 8 dependent ones after another.
+          I sum[NT];
+#pragma GCC unroll 16
+          for (int t = 0; t < NT; ++t)
+            sum[t] = V::set1_32(load_i32(side + t * a.side_stride + b * 8 + 4));
+#pragma GCC unroll 8
+          for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t)
+              sum[t] = K::dot(sum[t], q[j], y0 + t * a.act_stride + 4 * j);
+#pragma GCC unroll 16
+          for (int t = 0; t < NT; ++t) finish(t, sum[t]);
+        } else {
+#pragma GCC unroll 16
+          for (int t = 0; t < NT; ++t) {
+            I sum = V::set1_32(load_i32(side + t * a.side_stride + b * 8 + 4));
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) sum = K::dot(sum, q[j], y0 + t * a.act_stride + 4 * j);
+            finish(t, sum);
+          }
         }
       }
     }
@@ -424,14 +444,27 @@ struct GQK4 {
             }
           }
           const F sc = V::loadf(scf[g] + R * j);
+          // The tokens' chains advance together where registers allow (see GLegacy::tile).
+          const uint8_t* y0 = act + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
+          if constexpr (V::kInterleave) {
+            I sum[NT];
 #pragma GCC unroll 16
-          for (int t = 0; t < NT; ++t) {
-            const uint8_t* y =
-                act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 32 * j;
-            I sum = V::zero();
+            for (int t = 0; t < NT; ++t) sum[t] = V::zero();
+#pragma GCC unroll 8
+            for (int m = 0; m < 8; ++m)
 #pragma GCC unroll 16
-            for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y + 4 * m);
-            inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+              for (int t = 0; t < NT; ++t)
+                sum[t] = V::dp_u8(sum[t], q[m], y0 + t * a.act_stride + 4 * m);
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t) inner[g][t] = V::fmadd(sc, V::cvt(sum[t]), inner[g][t]);
+          } else {
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t) {
+              I sum = V::zero();
+#pragma GCC unroll 8
+              for (int m = 0; m < 8; ++m) sum = V::dp_u8(sum, q[m], y0 + t * a.act_stride + 4 * m);
+              inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+            }
           }
         }
       }
@@ -556,15 +589,27 @@ struct GQ6_K {
           q[2] = V::and_(p1, m6);
           q[3] = V::and_(p2, m6);
           const F sc = V::mul(dw[g], V::cvt(V::s8to32(wg + 2 * R + R * j)));
+          const uint8_t* y0 = act + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 16 * j;
+          const uint8_t* s0 = side + sb * 68 + 4 + 4 * j;
+          if constexpr (V::kInterleave) {
+            I sum[NT];
 #pragma GCC unroll 16
-          for (int t = 0; t < NT; ++t) {
-            const uint8_t* y =
-                act + t * a.act_stride + sb * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + 16 * j;
-            const uint8_t* s = side + t * a.side_stride + sb * 68;
-            I sum = V::set1_32(load_i32(s + 4 + 4 * j));
+            for (int t = 0; t < NT; ++t) sum[t] = V::set1_32(load_i32(s0 + t * a.side_stride));
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) sum = V::dp_u8(sum, q[i], y + 4 * i);
-            inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+            for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 16
+              for (int t = 0; t < NT; ++t)
+                sum[t] = V::dp_u8(sum[t], q[i], y0 + t * a.act_stride + 4 * i);
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t) inner[g][t] = V::fmadd(sc, V::cvt(sum[t]), inner[g][t]);
+          } else {
+#pragma GCC unroll 16
+            for (int t = 0; t < NT; ++t) {
+              I sum = V::set1_32(load_i32(s0 + t * a.side_stride));
+#pragma GCC unroll 4
+              for (int i = 0; i < 4; ++i) sum = V::dp_u8(sum, q[i], y0 + t * a.act_stride + 4 * i);
+              inner[g][t] = V::fmadd(sc, V::cvt(sum), inner[g][t]);
+            }
           }
         }
       }

@@ -15,6 +15,7 @@ template <bool kVnniT>
 struct V256 {
   static constexpr int kRows = 8, kTile = 4, kStreamTile = 1;
   static constexpr bool kVnni = kVnniT;
+  static constexpr bool kInterleave = false;  // 16 registers: interleaved chains spill
   using I = __m256i;
   using F = __m256;
   static I load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
