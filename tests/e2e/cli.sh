@@ -77,6 +77,14 @@ grep -q "| tg4 |" "$TMP/out" || bad "bench table has no tg4 row"
 grep -q "GMAC/s" "$TMP/out" || bad "bench table has no compute bound"
 expect 0 "bench --json" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 --warmup 0 -t 1 --bw-mib 8 --json
 grep -q "\"roofline\"" "$TMP/out" || bad "bench --json has no roofline"
+expect 2 "bench --decode-batch 0" -- "$BRISK" bench -m "$TMP/m.gguf" --decode-batch 0
+expect 0 "bench --decode-batch" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 -t 2 --bw-mib 8 \
+  --decode-batch 1,3 --profile
+grep -q "| tg4x3 |" "$TMP/out" || bad "bench --decode-batch has no tg4x3 row"
+grep -q "profile, 2 threads, tg4x3" "$TMP/out" || bad "bench --decode-batch --profile has no profile"
+expect 0 "bench --decode-batch --json" -- "$BRISK" bench -m "$TMP/m.gguf" -p 8 -n 4 -r 1 -t 1 \
+  --bw-mib 8 --decode-batch 2 --json
+grep -q "\"sequences\": 2" "$TMP/out" || bad "bench --decode-batch --json has no sequences"
 expect 0 "bench --bandwidth" -- "$BRISK" bench --bandwidth --bw-mib 8 -r 2 -t 2
 grep -q "GB/s" "$TMP/out" || bad "bench --bandwidth printed no table"
 
