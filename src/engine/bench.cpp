@@ -22,7 +22,7 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-int32_t argmax(const std::vector<float>& v) {
+int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
@@ -182,11 +182,9 @@ BenchResult bench_decode_batch(const model::Model& m, const BenchConfig& cfg, in
                       seqs[static_cast<size_t>(s)] =
                           model::BatchSeq{s, 1, cfg.n_prompt + i, tables[static_cast<size_t>(s)]};
                     m.forward_batch(next, seqs, kv, st, logits, pool);
-                    for (int64_t s = 0; s < n_seqs; ++s) {
-                      const float* row = logits.data() + s * V;
-                      next[static_cast<size_t>(s)] =
-                          static_cast<int32_t>(std::max_element(row, row + V) - row);
-                    }
+                    for (int64_t s = 0; s < n_seqs; ++s)
+                      next[static_cast<size_t>(s)] = argmax(std::span<const float>(logits).subspan(
+                          static_cast<size_t>(s * V), static_cast<size_t>(V)));
                   }
                   return seconds_since(t0);
                 });

@@ -291,22 +291,27 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
       // Each thread claims its next item before computing the current one and prefetches the
       // next item's first key tile: the kernel prefetches its own later tiles, but the first one
       // of every item would otherwise start on cold K/V (decoding items are only a few tiles).
+      // The tile of the item in hand is built once, when it is claimed.
       int64_t item = next.fetch_add(1, std::memory_order_relaxed);
+      const AttnSeq* q = nullptr;
+      kernels::AttnTile a;
+      if (item < total) a = tile_of(item, &q);
       while (item < total) {
         const int64_t after = next.fetch_add(1, std::memory_order_relaxed);
+        const AttnSeq* nq = nullptr;
+        kernels::AttnTile na;
         if (after < total) {
-          const AttnSeq* nq;
-          const kernels::AttnTile na = tile_of(after, &nq);
+          na = tile_of(after, &nq);
           const int64_t lo =
               s.sliding_window > 0 ? std::max<int64_t>(0, na.pos - s.sliding_window + 1) : 0;
           const int64_t nk = std::min<int64_t>(kernels::kAttnKeyTile, na.key_end - lo);
           kernels::attention_prefetch(nq->k, lo, nk, na.kv_head, na.head_dim);
           kernels::attention_prefetch(nq->v, lo, nk, na.kv_head, na.head_dim);
         }
-        const AttnSeq* q;
-        const kernels::AttnTile a = tile_of(item, &q);
         tile_fn(a, q->k, q->v, w);
         item = after;
+        a = na;
+        q = nq;
       }
     }
   } ctx{seqs, items, s, tile_fn, group, threads, d, q_stride, total, work, base, next};

@@ -14,14 +14,8 @@ namespace {
 
 constexpr int64_t kRowTile = 16;  // rows per tile in the vec_dot path
 // Smallest share of packed row groups a thread claims: the decode tiles read up to 4 groups at once
-// (kernels' kStreams), and a shorter run would fall back to fewer streams. With more tokens the
-// tiles take one group at a time, and a one-group grain lets the threads finish together (the last
-// chunk of a call is what the other thread waits for).
+// (kernels' kStreams), and a shorter run would fall back to fewer streams.
 constexpr int64_t kGroupGrain = 4;
-constexpr int64_t kStreamTokens = 4;  // at most this many tokens use the multi-stream tiles
-int64_t group_grain(int64_t T) {
-  return T <= kStreamTokens ? kGroupGrain : 1;
-}
 
 // The rms_norm scale of one row, computed as ggml does (mean square accumulated in double).
 float rms_scale(const kernels::VecOps& vo, const float* x, int64_t n, float eps) {
@@ -50,14 +44,10 @@ void convert_row(const float* x, int64_t t, int64_t n, const RmsNorm& norm,
   }
 }
 
-// T rows of x converted by convert_row, split over the pool.
+// T rows of x converted by convert_row, split over the pool (one row runs on the caller).
 void convert_rows(const float* x, int64_t T, int64_t n, const RmsNorm& norm, DType type,
                   uint8_t* dst, size_t rb, ThreadPool& pool) {
   const kernels::QuantKernels& qk = kernels::quant_kernels(type);
-  if (T == 1) {
-    convert_row(x, 0, n, norm, qk, dst, rb);
-    return;
-  }
   pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) convert_row(x, t, n, norm, qk, dst, rb);
   });
@@ -142,20 +132,16 @@ PackedAct prepare_packed(const float* x, int64_t T, int64_t n_in, const RmsNorm&
   uint8_t* act = scratch.act.data();
   uint8_t* side = scratch.side.data();
   const kernels::QuantKernels& qk = kernels::quant_kernels(act_type);
-  // Conversion and side data of a row in one pass over the pool (one synchronisation, not two).
-  auto row = [&](int64_t t) {
-    convert_row(x, t, n_in, norm, qk, act, rb);
-    for (size_t i = 0; i < kernels.size(); ++i)
-      kernels[i]->prep(act + static_cast<size_t>(t) * rb, n_in,
-                       side + side_off[i] + static_cast<size_t>(t) * side_stride[i]);
-  };
-  if (T == 1) {
-    row(0);
-  } else {
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) row(t);
-    });
-  }
+  // Conversion and side data of a row in one pass over the pool (one synchronisation, not two;
+  // a single row runs on the caller, as parallel_for does for n == 1).
+  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      convert_row(x, t, n_in, norm, qk, act, rb);
+      for (size_t i = 0; i < kernels.size(); ++i)
+        kernels[i]->prep(act + static_cast<size_t>(t) * rb, n_in,
+                         side + side_off[i] + static_cast<size_t>(t) * side_stride[i]);
+    }
+  });
   return PackedAct{act, rb};
 }
 
@@ -296,7 +282,7 @@ void linear_multi(const float* x, int64_t T, const RmsNorm& norm,
             if (tg.bias) add_bias_rows(tg.out, T, tg.w->n_out, tg.bias, g0 * rows, a.n_rows);
           }
         },
-        group_grain(T));
+        kGroupGrain);
   }
   for (size_t i = 0; i < targets.size(); ++i)
     if (!in_list[i])
@@ -368,7 +354,7 @@ void swiglu_hidden(const float* x, int64_t T, const RmsNorm& norm, const WeightV
             }
         }
       },
-      std::max<int64_t>(1, group_grain(T) / 2));
+      kGroupGrain / 2);
 }
 
 void get_row(const WeightView& w, int64_t row, float* out) {
