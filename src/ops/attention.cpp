@@ -288,9 +288,10 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
     }
     void run(int tid) const {
       float* w = base + work * static_cast<size_t>(tid);
-      // Each thread claims its next item before computing the current one and prefetches the
-      // next item's first key tile: the kernel prefetches its own later tiles, but the first one
-      // of every item would otherwise start on cold K/V (decoding items are only a few tiles).
+      // Each thread claims its next item before computing the current one and hands it to the
+      // kernel as a prefetch hint: the kernel prefetches one key tile ahead, and past its own last
+      // key that is the next item's first keys (decoding items are only a few tiles, and would
+      // otherwise each start on cold K/V).
       // The tile of the item in hand is built once, when it is claimed.
       int64_t item = next.fetch_add(1, std::memory_order_relaxed);
       const AttnSeq* q = nullptr;
@@ -302,11 +303,12 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
         kernels::AttnTile na;
         if (after < total) {
           na = tile_of(after, &nq);
-          const int64_t lo =
+          a.next_k = &nq->k;
+          a.next_v = &nq->v;
+          a.next_kv_head = na.kv_head;
+          a.next_begin =
               s.sliding_window > 0 ? std::max<int64_t>(0, na.pos - s.sliding_window + 1) : 0;
-          const int64_t nk = std::min<int64_t>(kernels::kAttnKeyTile, na.key_end - lo);
-          kernels::attention_prefetch(nq->k, lo, nk, na.kv_head, na.head_dim);
-          kernels::attention_prefetch(nq->v, lo, nk, na.kv_head, na.head_dim);
+          a.next_end = na.key_end;
         }
         tile_fn(a, q->k, q->v, w);
         item = after;

@@ -122,25 +122,6 @@ bool vector_head_dim(int head_dim) {
 
 }  // namespace
 
-void attention_prefetch(const KvView& kv, int64_t j0, int64_t nk, int kv_head, int head_dim) {
-  const int64_t esize = kv.type == DType::F32 ? 4 : kv.type == DType::F16 ? 2 : 0;
-  const int64_t head_off = static_cast<int64_t>(kv_head) * head_dim;
-  const int64_t bytes = esize ? head_dim * esize : head_dim / 32 * 34;  // q8_0: 34 per 32
-  for (int64_t j = j0; j < j0 + nk; ++j) {
-    const int64_t blk = j / kv.block_tokens;
-    const int64_t phys = kv.block_table ? kv.block_table[blk] : blk;
-    const int64_t e = phys * kv.block_stride + (j % kv.block_tokens) * kv.token_stride + head_off;
-    const char* p = static_cast<const char*>(kv.base) + (esize ? e * esize : e / 32 * 34);
-    // GCC deletes loops of nothing but __builtin_prefetch; volatile asm stays where it is.
-#if defined(__x86_64__) || defined(__i386__)
-    for (int64_t b = 0; b < bytes; b += 64) asm volatile("prefetcht0 %0" : : "m"(p[b]));
-    asm volatile("prefetcht0 %0" : : "m"(p[bytes - 1]));
-#else
-    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 3);
-#endif
-  }
-}
-
 size_t attention_work_floats(int64_t rows, int head_dim) {
   // The vector kernels' layout (attention_simd.h), rows padded to 16; it covers the scalar one.
   const int64_t rp = (rows + 15) / 16 * 16, d = head_dim;

@@ -79,6 +79,13 @@ struct AttnTile {
   int64_t out_stride = 0;
   float* m_out = nullptr;
   float* l_out = nullptr;
+  // Optional: the next work item the calling thread will run (its K/V, KV head and the first keys
+  // it reads); the kernel prefetches those keys during this item's last tiles, so the next item
+  // does not start on cold K/V. A hint only: it changes no result.
+  const KvView* next_k = nullptr;
+  const KvView* next_v = nullptr;
+  int next_kv_head = 0;
+  int64_t next_begin = 0, next_end = 0;
 };
 
 // work: attention_work_floats(n_q * group, head_dim) floats, private to the call (64-byte
@@ -98,11 +105,6 @@ AttnTileFn attention_tile_fn_for(Isa isa, int head_dim);
 AttnTileFn attention_tile_fn(int head_dim);
 // The variant that attention_tile_fn_for(isa, head_dim) really runs (Scalar for fallbacks).
 Isa attention_tile_isa(Isa isa, int head_dim);
-
-// Prefetches the K or V elements a tile reads for keys [j0, j0 + nk) of KV head kv_head (head_dim
-// elements each) towards L1: a caller that knows its next work item can hide that item's first
-// cache misses behind the current one (the tile kernels prefetch their own later key tiles).
-void attention_prefetch(const KvView& kv, int64_t j0, int64_t nk, int kv_head, int head_dim);
 
 // Merges n_parts partials of the same rows (each from attention_tile with m_out set, over
 // disjoint key ranges) into the normalised output. Part c has o at o + c * rows * head_dim (rows

@@ -35,11 +35,13 @@ inline int64_t attn_max(int64_t a, int64_t b) {
 
 constexpr float kAttnInf = __builtin_inff();
 
-// A prefetch to L1 the compiler must keep: GCC deletes loops whose only effect is
+// A prefetch into L2 the compiler must keep: GCC deletes loops whose only effect is
 // __builtin_prefetch / _mm_prefetch (it sees no side effect), which silently removed every
-// prefetch loop with a run-time trip count.
+// prefetch loop with a run-time trip count. L2, not L1: a decoding tile's converted K/V, scores
+// and queries (~50 KiB) already overflow L1, and lines prefetched there a tile ahead were evicted
+// before use (16 sequences x 160 keys from memory, 2 threads: prefetcht0 351 us, prefetcht1 211).
 inline void attn_prefetch(const char* p) {
-  asm volatile("prefetcht0 %0" : : "m"(*p));
+  asm volatile("prefetcht1 %0" : : "m"(*p));
 }
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kPackRows = 16;  // tiles with more rows copy their f32 K/V tiles (see rows_of)
@@ -232,33 +234,44 @@ struct AttnKernel {
     }
   }
 
-  // The next key tile's K and V rows, prefetched towards L1 a few keys at a time while q.k of the
-  // current tile runs (issue() from qk_rows). A paged cache scatters a sequence over blocks and
-  // one head's slice of a row is a short run every token_stride elements, which the hardware
-  // prefetchers do not follow; all of a tile's lines at once would overflow the miss queue and
-  // stall, hence the spreading.
+  // The K and V rows of the kAttnKeyTile keys after the current tile, prefetched into L2 a few
+  // keys at a time while q.k of the current tile runs (issue_upto() from qk_rows), so the keys
+  // are requested one tile ahead. Past the item's last key the stream continues into the next
+  // work item's first keys (AttnTile::next_*), so that no item but a thread's first starts on
+  // cold K/V. A paged cache scatters a sequence over blocks and one head's slice of a row is a
+  // short run every token_stride elements, which the hardware prefetchers do not follow; all of a
+  // tile's lines at once would overflow the miss queue and stall, hence the spreading.
   struct Prefetch {
     const char* k[kAttnKeyTile];
     const char* v[kAttnKeyTile];
-    int64_t n = 0, bytes = 0;
-    static const char* addr(const KvView& kv, int64_t j, int64_t head_off) {
-      const int64_t blk = j / kv.block_tokens;
+    int64_t n = 0, done = 0, bytes = 0;
+    static int64_t row_bytes(const KvView& kv, int d) {
+      return kv.type == DType::F32 ? 4 * d : kv.type == DType::F16 ? 2 * d : d / 32 * 34;
+    }
+    static const char* addr(const KvView& kv, int64_t blk, int64_t off, int64_t head_off) {
       const int64_t phys = kv.block_table ? kv.block_table[blk] : blk;
-      const int64_t e = phys * kv.block_stride + (j % kv.block_tokens) * kv.token_stride + head_off;
+      const int64_t e = phys * kv.block_stride + off * kv.token_stride + head_off;
       const int64_t esize = kv.type == DType::F32 ? 4 : kv.type == DType::F16 ? 2 : 0;
       return static_cast<const char*>(kv.base) + (esize ? e * esize : e / 32 * 34);
     }
-    void set(const KvView& kk, const KvView& vk, int64_t j0, int64_t nk, int64_t head_off, int d) {
-      n = nk;
-      bytes = kk.type == DType::F32 ? 4 * d : kk.type == DType::F16 ? 2 * d : d / 32 * 34;
-      for (int64_t j = 0; j < nk; ++j) {
-        k[j] = addr(kk, j0 + j, head_off);
-        v[j] = addr(vk, j0 + j, head_off);
+    // Appends keys [j0, j1) of one head (K and V rows of the same size), up to kAttnKeyTile in all.
+    void add(const KvView& kk, const KvView& vk, int64_t j0, int64_t j1, int64_t head_off,
+             int64_t row) {
+      if (n == 0) bytes = row;
+      if (row != bytes) return;  // another element type: not worth a second size
+      j1 = attn_min(j1, j0 + kAttnKeyTile - n);
+      int64_t bk = j0 / kk.block_tokens, ok = j0 % kk.block_tokens;
+      int64_t bv = j0 / vk.block_tokens, ov = j0 % vk.block_tokens;
+      for (int64_t j = j0; j < j1; ++j, ++n) {
+        k[n] = addr(kk, bk, ok, head_off);
+        v[n] = addr(vk, bv, ov, head_off);
+        if (++ok == kk.block_tokens) ok = 0, ++bk;
+        if (++ov == vk.block_tokens) ov = 0, ++bv;
       }
     }
-    void issue(int64_t j0, int64_t j1) const {
-      for (int64_t j = j0; j < j1 && j < n; ++j)
-        for (const char* p : {k[j], v[j]}) {
+    void issue_upto(int64_t upto) {
+      for (; done < upto && done < n; ++done)
+        for (const char* p : {k[done], v[done]}) {
           for (int64_t b = 0; b < bytes; b += 64) attn_prefetch(p + b);
           attn_prefetch(p + bytes - 1);  // an unaligned run's last line
         }
@@ -294,17 +307,17 @@ struct AttnKernel {
 
   template <int NV>
   static void qk_rows(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d,
-                      float* s, const Prefetch* pf) {
+                      float* s, Prefetch* pf) {
     // Key blocks of kj keys (kj divides kAttnKeyTile), then 4, 2, 1 for the last tile's tail: a
     // one-key block is one chain of dependent fmas, latency-bound, so it is kept for 1 key.
     constexpr int KJ = V::kj(NV);
     static_assert(kAttnKeyTile % KJ == 0);
     int64_t j = 0;
     for (; j + KJ <= nk; j += KJ) {
-      if (pf) pf->issue(j, j + KJ);
+      if (pf) pf->issue_upto(pf->n * (j + KJ) / nk);
       qk_block<NV, KJ>(krow + j, qt, rp, d, s + j * rp);
     }
-    if (pf) pf->issue(j, pf->n);
+    if (pf) pf->issue_upto(pf->n);
     if (j + 4 <= nk) {
       qk_block<NV, 4>(krow + j, qt, rp, d, s + j * rp);
       j += 4;
@@ -317,9 +330,9 @@ struct AttnKernel {
   }
 
   // Scores of nk keys against all rp rows (already scaled: qt carries scale * log2(e)).
-  // pf (may be null): the next tile's rows, prefetched during the first pass over the keys.
+  // pf (may be null): the rows to prefetch, spread over the first pass over the keys.
   static void qk(const float* const* krow, int64_t nk, const float* qt, int64_t rp, int d, float* s,
-                 const Prefetch* pf) {
+                 Prefetch* pf) {
     const int64_t nvr = rp / L;
     int64_t rv = 0;
     for (; rv + V::kNvMax <= nvr; rv += V::kNvMax, pf = nullptr)
@@ -484,16 +497,18 @@ struct AttnKernel {
     const bool pack = rows > kPackRows;
     const float* krow[kAttnKeyTile];
     const float* vrow[kAttnKeyTile];
+    const int64_t row_bytes = Prefetch::row_bytes(kk, d);
     Prefetch pf;
     for (int64_t j0 = lo; j0 < hi; j0 += kAttnKeyTile) {
       const int64_t nk = attn_min(kAttnKeyTile, hi - j0);
-      const bool more = j0 + kAttnKeyTile < hi;
-      if (more)
-        pf.set(kk, vk, j0 + kAttnKeyTile, attn_min(kAttnKeyTile, hi - j0 - kAttnKeyTile), head_off,
-               d);
+      pf.n = pf.done = 0;
+      if (j0 + nk < hi) pf.add(kk, vk, j0 + nk, hi, head_off, row_bytes);
+      if (a.next_k && pf.n < kAttnKeyTile)
+        pf.add(*a.next_k, *a.next_v, a.next_begin, a.next_end,
+               static_cast<int64_t>(a.next_kv_head) * d, Prefetch::row_bytes(*a.next_k, d));
       rows_of(kk, j0, nk, head_off, d, pack, kbuf, krow);
       rows_of(vk, j0, nk, head_off, d, pack, vbuf, vrow);
-      qk(krow, nk, qt, rp, d, s, more ? &pf : nullptr);
+      qk(krow, nk, qt, rp, d, s, pf.n > 0 ? &pf : nullptr);
       // A tile every row sees entirely (the common case inside a long prompt) needs no mask.
       const bool all_visible = j0 + nk - 1 <= p_first && (!windowed || p_last - j0 < a.window);
       if (!all_visible) mask_tile(s, nk, j0, rp, pos, win);
