@@ -6,7 +6,7 @@
 // is the only entry point.
 //
 // The dispatcher lays these over the AVX2 row (an AVX-512 CPU has AVX2), so the activation
-// quantisers and any type not handled here keep their AVX2 kernels.
+// quantisers other than Q8_0's and any type not handled here keep their AVX2 kernels.
 //
 // Integer sums inside a block are exactly the scalar reference's; only the order of the float
 // additions differs. The float accumulation of Q8_0/Q4_0/Q4_K/Q5_K is kept in 8 lanes exactly as
@@ -230,6 +230,39 @@ float f16_vec_dot_avx512(int64_t n, const void* w, const void* a) {
   return static_cast<float>(sum);
 }
 
+// ---- activation quantiser --------------------------------------------------------------------
+
+// Q8_0 blocks from floats, byte-identical to the scalar q8_0_from_float (and the AVX2 kernel): d =
+// max |x| / 127 (NaNs skipped, as std::max with the running max first), q = x / d rounded half
+// away from zero, saturated to int8. One block per step in two 16-float registers; AVX-512's
+// mask arithmetic and saturating vpmovsdb replace AVX2's compare/blend and pack/permute shuffles.
+void q8_0_from_float_avx512(const float* src, void* dst, int64_t n) {
+  check_blocks(DType::Q8_0, n, kQK, "from_float");
+  BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
+  const __m512 half = _mm512_set1_ps(0.5f), neg_half = _mm512_set1_ps(-0.5f);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int64_t i = 0; i < n / kQK; ++i, src += kQK) {
+    const __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
+    // maxps returns its second operand when either is NaN: a NaN lane keeps the running max.
+    const __m512 m =
+        _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+    const float d = _mm512_reduce_max_ps(m) / 127.0f;
+    const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    __m128i q8[2];
+    for (int k = 0; k < 2; ++k) {
+      const __m512 x = _mm512_mul_ps(k ? v1 : v0, id);
+      __m512i q = _mm512_cvttps_epi32(x);
+      const __m512 frac = _mm512_sub_ps(x, _mm512_cvtepi32_ps(q));
+      q = _mm512_mask_add_epi32(q, _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ), q, one);
+      q = _mm512_mask_sub_epi32(q, _mm512_cmp_ps_mask(frac, neg_half, _CMP_LE_OQ), q, one);
+      q8[k] = _mm512_cvtsepi32_epi8(q);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs), q8[0]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs + 16), q8[1]);
+    b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);  // RNE, as f32_to_f16
+  }
+}
+
 template <bool kVnni>
 void apply(QuantKernels& row) {
   switch (row.type) {
@@ -244,6 +277,7 @@ void apply(QuantKernels& row) {
       break;
     case DType::Q8_0:
       if (kVnni) row.vec_dot = q8_0_vec_dot_vnni;
+      row.from_float = q8_0_from_float_avx512;
       break;
     case DType::Q4_K:
       if (kVnni) row.vec_dot = k4_vec_dot_vnni<false>;
