@@ -303,12 +303,9 @@ void attention_batch(std::span<const AttnSeq> seqs, const AttentionShape& s,
         kernels::AttnTile na;
         if (after < total) {
           na = tile_of(after, &nq);
+          a.next = &na;
           a.next_k = &nq->k;
           a.next_v = &nq->v;
-          a.next_kv_head = na.kv_head;
-          a.next_begin =
-              s.sliding_window > 0 ? std::max<int64_t>(0, na.pos - s.sliding_window + 1) : 0;
-          a.next_end = na.key_end;
         }
         tile_fn(a, q->k, q->v, w);
         item = after;

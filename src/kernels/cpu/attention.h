@@ -79,13 +79,12 @@ struct AttnTile {
   int64_t out_stride = 0;
   float* m_out = nullptr;
   float* l_out = nullptr;
-  // Optional: the next work item the calling thread will run (its K/V, KV head and the first keys
-  // it reads); the kernel prefetches those keys during this item's last tiles, so the next item
-  // does not start on cold K/V. A hint only: it changes no result.
+  // Optional: the next work item the calling thread will run, with its K/V; the kernel prefetches
+  // that item's first keys during this item's last tiles, so the next item does not start on cold
+  // K/V. A hint only: it changes no result (and is not read past this call).
+  const AttnTile* next = nullptr;
   const KvView* next_k = nullptr;
   const KvView* next_v = nullptr;
-  int next_kv_head = 0;
-  int64_t next_begin = 0, next_end = 0;
 };
 
 // work: attention_work_floats(n_q * group, head_dim) floats, private to the call (64-byte

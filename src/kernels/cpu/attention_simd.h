@@ -35,6 +35,14 @@ inline int64_t attn_max(int64_t a, int64_t b) {
 
 constexpr float kAttnInf = __builtin_inff();
 
+// The keys [lo, hi) a tile reads: those of its range that some row may see (causal, window).
+inline int64_t attn_key_lo(const AttnTile& a) {
+  return attn_max(a.key_begin, a.window > 0 ? a.pos - a.window + 1 : 0);
+}
+inline int64_t attn_key_hi(const AttnTile& a) {
+  return attn_min(a.key_end, a.pos + a.n_q);
+}
+
 // A prefetch into L2 the compiler must keep: GCC deletes loops whose only effect is
 // __builtin_prefetch / _mm_prefetch (it sees no side effect), which silently removed every
 // prefetch loop with a run-time trip count. L2, not L1: a decoding tile's converted K/V, scores
@@ -237,7 +245,7 @@ struct AttnKernel {
   // The K and V rows of the kAttnKeyTile keys after the current tile, prefetched into L2 a few
   // keys at a time while q.k of the current tile runs (issue_upto() from qk_rows), so the keys
   // are requested one tile ahead. Past the item's last key the stream continues into the next
-  // work item's first keys (AttnTile::next_*), so that no item but a thread's first starts on
+  // work item's first keys (AttnTile::next), so that no item but a thread's first starts on
   // cold K/V. A paged cache scatters a sequence over blocks and one head's slice of a row is a
   // short run every token_stride elements, which the hardware prefetchers do not follow; all of a
   // tile's lines at once would overflow the miss queue and stall, hence the spreading.
@@ -245,14 +253,15 @@ struct AttnKernel {
     const char* k[kAttnKeyTile];
     const char* v[kAttnKeyTile];
     int64_t n = 0, done = 0, bytes = 0;
-    static int64_t row_bytes(const KvView& kv, int d) {
-      return kv.type == DType::F32 ? 4 * d : kv.type == DType::F16 ? 2 * d : d / 32 * 34;
+    // Bytes taken by e elements, so also the byte offset of element e (Q8_0: 34 bytes per 32
+    // elements, e a multiple of 32).
+    static int64_t bytes_of(const KvView& kv, int64_t e) {
+      return kv.type == DType::F32 ? 4 * e : kv.type == DType::F16 ? 2 * e : e / 32 * 34;
     }
     static const char* addr(const KvView& kv, int64_t blk, int64_t off, int64_t head_off) {
       const int64_t phys = kv.block_table ? kv.block_table[blk] : blk;
       const int64_t e = phys * kv.block_stride + off * kv.token_stride + head_off;
-      const int64_t esize = kv.type == DType::F32 ? 4 : kv.type == DType::F16 ? 2 : 0;
-      return static_cast<const char*>(kv.base) + (esize ? e * esize : e / 32 * 34);
+      return static_cast<const char*>(kv.base) + bytes_of(kv, e);
     }
     // Appends keys [j0, j1) of one head (K and V rows of the same size), up to kAttnKeyTile in all.
     void add(const KvView& kk, const KvView& vk, int64_t j0, int64_t j1, int64_t head_off,
@@ -488,8 +497,7 @@ struct AttnKernel {
 
     const int64_t p_first = a.pos, p_last = a.pos + a.n_q - 1;
     const bool windowed = a.window > 0;
-    const int64_t lo = attn_max(a.key_begin, windowed ? p_first - a.window + 1 : 0);
-    const int64_t hi = attn_min(a.key_end, p_last + 1);
+    const int64_t lo = attn_key_lo(a), hi = attn_key_hi(a);
     const float win =
         windowed && a.window < kAttnMaxPositions ? static_cast<float>(a.window) : kAttnInf;
     const int64_t head_off = static_cast<int64_t>(a.kv_head) * d;
@@ -497,15 +505,15 @@ struct AttnKernel {
     const bool pack = rows > kPackRows;
     const float* krow[kAttnKeyTile];
     const float* vrow[kAttnKeyTile];
-    const int64_t row_bytes = Prefetch::row_bytes(kk, d);
+    const int64_t row_bytes = Prefetch::bytes_of(kk, d);
     Prefetch pf;
     for (int64_t j0 = lo; j0 < hi; j0 += kAttnKeyTile) {
       const int64_t nk = attn_min(kAttnKeyTile, hi - j0);
       pf.n = pf.done = 0;
       if (j0 + nk < hi) pf.add(kk, vk, j0 + nk, hi, head_off, row_bytes);
-      if (a.next_k && pf.n < kAttnKeyTile)
-        pf.add(*a.next_k, *a.next_v, a.next_begin, a.next_end,
-               static_cast<int64_t>(a.next_kv_head) * d, Prefetch::row_bytes(*a.next_k, d));
+      if (a.next && pf.n < kAttnKeyTile)
+        pf.add(*a.next_k, *a.next_v, attn_key_lo(*a.next), attn_key_hi(*a.next),
+               static_cast<int64_t>(a.next->kv_head) * d, Prefetch::bytes_of(*a.next_k, d));
       rows_of(kk, j0, nk, head_off, d, pack, kbuf, krow);
       rows_of(vk, j0, nk, head_off, d, pack, vbuf, vrow);
       qk(krow, nk, qt, rp, d, s, pf.n > 0 ? &pf : nullptr);
